@@ -1,0 +1,64 @@
+"""The ``lit-align`` command: a LightningCLI (fit, validate, test, predict) plus ``evaluate``."""
+
+from __future__ import annotations
+
+import sys
+
+from lightning import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+
+import lit_align.data  # noqa: F401  (registers the data modules for short class names)
+import lit_align.objectives  # noqa: F401  (registers the objectives for short class names)
+from lit_align.errors import LitAlignError
+
+
+class LitAlignCLI(LightningCLI):
+    """LightningCLI with the tokenizer linked to the policy and a CSV log in every run folder."""
+
+    def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
+        """Link values that must agree so they are written once (in the model section)."""
+        parser.link_arguments("model.init_args.policy.name_or_path", "data.init_args.tokenizer")
+        parser.link_arguments("model.init_args.policy.trust_remote_code", "data.init_args.trust_remote_code")
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:  # noqa: ANN003 (Lightning's signature)
+        """Add a CSV logger in ``default_root_dir`` next to whatever loggers the config names."""
+        trainer = super().instantiate_trainer(**kwargs)
+        if not any(isinstance(logger, CSVLogger) for logger in trainer.loggers):
+            trainer.loggers = [CSVLogger(trainer.default_root_dir, name="logs"), *trainer.loggers]
+        return trainer
+
+
+def run_cli(args: list[str] | None = None) -> LitAlignCLI:
+    """Run the LightningCLI on ``args`` (``sys.argv[1:]`` when None)."""
+    return LitAlignCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        # Requeued or repeated runs write into the same folder.
+        save_config_kwargs={"overwrite": True},
+        # No TensorBoard by default: the CSV log added in instantiate_trainer needs no extra install.
+        trainer_defaults={"logger": False},
+        auto_configure_optimizers=False,
+        args=args,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``lit-align`` console script; user mistakes exit with one line and code 2."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        if args and args[0] == "evaluate":
+            from lit_align.evaluation import evaluate_cli
+
+            evaluate_cli(args[1:])
+        else:
+            run_cli(argv)
+    except LitAlignError as error:
+        print(f"lit-align: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,6 @@
+"""Data shapes as Lightning data modules, plus the sources, templates and collation they share."""
+
+from lit_align.data.sft import SFTDataModule
+from lit_align.data.sources import DataSource
+
+__all__ = ["DataSource", "SFTDataModule"]

@@ -1,0 +1,58 @@
+"""Turn a prompt and a completion (plain text or chat messages) into token ids.
+
+Plain text: the prompt is tokenized with the tokenizer's usual special tokens (a BOS for Llama-like models) and
+the completion gets an EOS appended. Chat messages: the tokenizer's chat template renders the conversation; the
+completion is whatever the full conversation adds after the prompt rendered with its generation prompt.
+"""
+
+from __future__ import annotations
+
+from transformers import PreTrainedTokenizerBase
+
+from lit_align.data.validation import Messages
+from lit_align.errors import LitAlignError
+
+
+def is_conversational(value: object) -> bool:
+    """True for a message list, False for plain text."""
+    return isinstance(value, list)
+
+
+def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str | Messages) -> str:
+    """Text the model sees before it answers (chat template with the generation prompt for messages)."""
+    if not is_conversational(prompt):
+        return prompt
+    _require_template(tokenizer)
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
+def tokenize_prompt_completion(
+    tokenizer: PreTrainedTokenizerBase, prompt: str | Messages, completion: str | Messages
+) -> tuple[list[int], list[int]]:
+    """Token ids of the prompt and of the completion that follows it.
+
+    Raises:
+        LitAlignError: Messages given to a tokenizer without a chat template, mixed plain/chat inputs, or a
+            template that does not render the prompt as a prefix of the whole conversation.
+    """
+    if is_conversational(prompt) != is_conversational(completion):
+        raise LitAlignError("prompt and completion must both be plain text or both be message lists")
+    if not is_conversational(prompt):
+        prompt_ids = tokenizer(prompt).input_ids
+        completion_ids = tokenizer(completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        return prompt_ids, completion_ids
+    prompt_text = render_prompt(tokenizer, prompt)
+    full_text = tokenizer.apply_chat_template(prompt + completion, tokenize=False)
+    if not full_text.startswith(prompt_text):
+        raise LitAlignError("the chat template does not render the prompt as a prefix of the full conversation")
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False).input_ids
+    completion_ids = tokenizer(full_text[len(prompt_text) :], add_special_tokens=False).input_ids
+    return prompt_ids, completion_ids
+
+
+def _require_template(tokenizer: PreTrainedTokenizerBase) -> None:
+    if tokenizer.chat_template is None:
+        raise LitAlignError(
+            f"tokenizer '{tokenizer.name_or_path}' has no chat template but the data are chat messages; "
+            "use plain-text fields or a tokenizer with a chat template"
+        )

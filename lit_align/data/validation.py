@@ -1,0 +1,60 @@
+"""Field checks for raw rows; every failure names the file, the row (1-based, a JSONL line) and the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lit_align.errors import DataError
+
+Messages = list[dict[str, str]]
+
+
+def text_field(row: dict[str, Any], field: str, origin: str, index: int) -> str:
+    """Return ``row[field]`` if it is a non-empty string."""
+    value = _present(row, field, origin, index)
+    if not isinstance(value, str):
+        raise DataError(origin, f"must be a string, got {type(value).__name__}", row=index + 1, field=field)
+    if not value.strip():
+        raise DataError(origin, "is empty", row=index + 1, field=field)
+    return value
+
+
+def messages_field(row: dict[str, Any], field: str, origin: str, index: int) -> Messages:
+    """Return ``row[field]`` if it is a non-empty list of ``{"role": str, "content": str}`` messages."""
+    value = _present(row, field, origin, index)
+    return _check_messages(value, field, origin, index)
+
+
+def text_or_messages(row: dict[str, Any], field: str, origin: str, index: int) -> str | Messages:
+    """Return ``row[field]`` as plain text or as a message list, whichever it is."""
+    value = _present(row, field, origin, index)
+    if isinstance(value, list):
+        return _check_messages(value, field, origin, index)
+    return text_field(row, field, origin, index)
+
+
+def bool_field(row: dict[str, Any], field: str, origin: str, index: int) -> bool:
+    """Return ``row[field]`` if it is a boolean (not 0/1, not "true")."""
+    value = _present(row, field, origin, index)
+    if not isinstance(value, bool):
+        raise DataError(origin, f"must be true or false, got {value!r}", row=index + 1, field=field)
+    return value
+
+
+def _present(row: dict[str, Any], field: str, origin: str, index: int) -> Any:
+    if row.get(field) is None:
+        raise DataError(origin, "is missing", row=index + 1, field=field)
+    return row[field]
+
+
+def _check_messages(value: Any, field: str, origin: str, index: int) -> Messages:
+    if not isinstance(value, list) or not value:
+        raise DataError(origin, "must be a non-empty list of messages", row=index + 1, field=field)
+    for position, message in enumerate(value):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise DataError(origin, f"message {position} has no 'role'", row=index + 1, field=field)
+        content = message.get("content")
+        if not isinstance(content, str) or not content.strip():
+            raise DataError(origin, f"message {position} has an empty or non-string 'content'", row=index + 1,
+                            field=field)
+    return value

@@ -1,0 +1,237 @@
+"""Model roles: load a policy (full, LoRA or QLoRA), its frozen reference, its tokenizer; save in HF format.
+
+Every objective builds its roles through these functions inside ``configure_model()``, so a sharding strategy can
+wrap what they return. Paths go through :func:`resolve_model_path`, which knows the embedded models, refuses
+missing local folders with a one-line error, and leaves anything else to the Hugging Face hub.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, prepare_model_for_kbit_training
+from peft import set_peft_model_state_dict
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedModel
+from transformers import PreTrainedTokenizerBase
+
+from lit_align.embedded import EMBEDDED_MODELS
+from lit_align.errors import ModelLoadError
+
+POLICY_KEY = "model.init_args.policy.name_or_path"
+
+
+class Finetune(StrEnum):
+    """How the policy's weights train; members carry their capabilities."""
+
+    FULL = "full"
+    LORA = "lora"
+    QLORA = "qlora"
+
+    @property
+    def has_adapter(self) -> bool:
+        """True when only LoRA adapter weights train (and the reference is the adapter-disabled base)."""
+        return self is not Finetune.FULL
+
+    @property
+    def quantized(self) -> bool:
+        """True when the base weights load in 4-bit nf4 through bitsandbytes."""
+        return self is Finetune.QLORA
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to load for a model role and how it trains.
+
+    Args:
+        name_or_path: Hugging Face hub id, local folder, or an embedded model (``lit-align/tiny-base``,
+            ``lit-align/tiny-sft``).
+        finetune: ``full`` trains every weight; ``lora`` trains LoRA adapters; ``qlora`` trains LoRA adapters on a
+            4-bit nf4 base (bitsandbytes).
+        dtype: Weight dtype: ``auto`` (as stored), ``float32``, ``bfloat16`` or ``float16``.
+        attn_implementation: Attention kernel passed to transformers (``eager``, ``sdpa``, ``flash_attention_2``);
+            None lets transformers choose.
+        gradient_checkpointing: Recompute activations in the backward pass to save memory.
+        trust_remote_code: Run modelling code shipped with a hub model. Off unless you trust its author.
+        revision: Hub revision (branch, tag or commit) to load.
+        lora_r: LoRA rank.
+        lora_alpha: LoRA scaling numerator (scale = alpha / r).
+        lora_dropout: Dropout on the LoRA branch.
+        lora_target_modules: Module names that get adapters, or ``all-linear``.
+        bnb_compute_dtype: QLoRA matmul dtype (``float32`` on CPU, ``bfloat16`` on recent GPUs).
+        bnb_quant_storage: dtype that stores packed 4-bit weights; ``float32``/``bfloat16`` lets FSDP shard them.
+    """
+
+    name_or_path: str = "lit-align/tiny-sft"
+    finetune: Literal["full", "lora", "qlora"] = "full"
+    dtype: str = "auto"
+    attn_implementation: str | None = None
+    gradient_checkpointing: bool = False
+    trust_remote_code: bool = False
+    revision: str | None = None
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str | list[str] = "all-linear"
+    bnb_compute_dtype: str = "float32"
+    bnb_quant_storage: str = "uint8"
+
+
+def _torch_dtype(name: str) -> torch.dtype | str:
+    if name == "auto":
+        return "auto"
+    if name not in ("float32", "bfloat16", "float16"):
+        raise ModelLoadError(f"{POLICY_KEY.rsplit('.', 1)[0]}.dtype: unknown dtype '{name}'")
+    return getattr(torch, name)
+
+
+def _looks_local(name_or_path: str) -> bool:
+    # Hub ids are "name" or "org/name"; anything else is meant as a path on disk.
+    return name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or os.sep != "/" and os.sep in name_or_path
+
+
+def resolve_model_path(name_or_path: str, key: str = POLICY_KEY) -> str:
+    """Map an embedded name to its folder and check that a local path exists; pass hub ids through.
+
+    Raises:
+        ModelLoadError: A local-looking path that does not exist, or a file where a folder is needed.
+    """
+    if name_or_path in EMBEDDED_MODELS:
+        return str(EMBEDDED_MODELS[name_or_path])
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        raise ModelLoadError(f"{key}: '{name_or_path}' is a file; a model path must be a folder")
+    if path.is_dir():
+        return str(path)
+    if _looks_local(name_or_path):
+        raise ModelLoadError(f"{key}: model path '{name_or_path}' does not exist")
+    return name_or_path
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, key: str = POLICY_KEY) -> PreTrainedTokenizerBase:
+    """Load a tokenizer; give it a pad token (EOS) when it has none.
+
+    Raises:
+        ModelLoadError: The path is missing or transformers cannot load it.
+    """
+    path = resolve_model_path(name_or_path, key)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"{key}: cannot load tokenizer '{name_or_path}': {_first_line(error)}") from error
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _load_causal_lm(spec: ModelSpec, *, quantize: bool, device: torch.device | None = None) -> PreTrainedModel:
+    kwargs: dict = {
+        "dtype": _torch_dtype(spec.dtype),
+        "trust_remote_code": spec.trust_remote_code,
+        "revision": spec.revision,
+    }
+    if spec.attn_implementation is not None:
+        kwargs["attn_implementation"] = spec.attn_implementation
+    if quantize:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=getattr(torch, spec.bnb_compute_dtype),
+            bnb_4bit_quant_storage=getattr(torch, spec.bnb_quant_storage),
+        )
+        # 4-bit weights are quantised where they are loaded, so load them on the device they will run on.
+        kwargs["device_map"] = {"": device or torch.device("cpu")}
+    path = resolve_model_path(spec.name_or_path)
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"{POLICY_KEY}: cannot load model '{spec.name_or_path}': {_first_line(error)}") from error
+
+
+def load_policy(spec: ModelSpec, *, device: torch.device | None = None) -> PreTrainedModel | PeftModel:
+    """Build the trainable policy: the full model, or the model with LoRA adapters (on a 4-bit base for QLoRA).
+
+    Args:
+        spec: What to load and how it trains.
+        device: Where 4-bit weights are quantised (QLoRA only); other roles load on CPU and Lightning moves them.
+    """
+    finetune = Finetune(spec.finetune)
+    model = _load_causal_lm(spec, quantize=finetune.quantized, device=device)
+    if finetune.quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing)
+    elif spec.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if finetune.has_adapter:
+        model = get_peft_model(model, _lora_config(spec))
+    return model.train()  # from_pretrained returns eval mode; dropout and Lightning expect train mode
+
+
+def _lora_config(spec: ModelSpec) -> LoraConfig:
+    return LoraConfig(
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules=spec.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def build_reference(spec: ModelSpec, policy: torch.nn.Module) -> torch.nn.Module | None:
+    """Return a frozen copy of the policy for full fine-tuning, or None under LoRA/QLoRA.
+
+    None means the reference is the policy with its adapter disabled (see :func:`reference_mode`), so no second
+    copy of the base weights is held. Call it before training starts, while the policy still equals its base.
+    """
+    if Finetune(spec.finetune).has_adapter:
+        return None
+    reference = copy.deepcopy(policy)
+    reference.eval()
+    reference.requires_grad_(False)
+    return reference
+
+
+@contextmanager
+def reference_mode(policy: torch.nn.Module, reference: torch.nn.Module | None) -> Iterator[torch.nn.Module]:
+    """Yield the module that computes reference outputs, under no-grad.
+
+    With a frozen copy that is the copy; otherwise the policy with its LoRA adapter disabled.
+    """
+    adapter_off = policy.disable_adapter() if reference is None and isinstance(policy, PeftModel) else nullcontext()
+    with torch.no_grad(), adapter_off:
+        yield policy if reference is None else reference
+
+
+def save_hf(policy: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path, *, spec: ModelSpec,
+            merge_adapter: bool = True) -> Path:
+    """Save the policy and its tokenizer as a Hugging Face folder.
+
+    A LoRA policy is saved as the adapter alone, or merged into its base when ``merge_adapter`` is True. A QLoRA
+    adapter is merged into a freshly loaded full-precision base (merging into 4-bit weights would lose precision).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(policy, PeftModel) and merge_adapter:
+        if Finetune(spec.finetune).quantized:
+            base = _load_causal_lm(spec, quantize=False)
+            merged = get_peft_model(base, _lora_config(spec))
+            set_peft_model_state_dict(merged, {k: v.cpu() for k, v in get_peft_model_state_dict(policy).items()})
+        else:
+            merged = copy.deepcopy(policy).cpu()
+        merged.merge_and_unload().save_pretrained(out)
+    else:
+        policy.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -1,0 +1,80 @@
+"""SFT: supervised fine-tuning on completion tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+
+from lit_align.losses.sft import sft_loss
+from lit_align.metrics import token_accuracy
+from lit_align.modeling import ModelSpec, load_policy
+from lit_align.objectives.optim import configure_optimizers
+from lit_align.ops.logprobs import shift_labels, token_logps
+from lit_align.types import SFTBatch
+
+
+class SFT(LightningModule):
+    """Supervised fine-tuning: maximise the likelihood of the labelled tokens.
+
+    Logs ``train/loss``, ``val/loss``, ``{stage}/token_accuracy`` and ``train/tokens_seen`` (non-padding input
+    tokens over all processes since the start of training, restored on resume).
+    """
+
+    def __init__(
+        self,
+        policy: ModelSpec = ModelSpec(),  # noqa: B008 (frozen dataclass)
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        """Configure the objective.
+
+        Args:
+            policy: The model to train and how (full, LoRA, QLoRA).
+            optimizer: Optimizer class and arguments, e.g. ``{class_path: torch.optim.AdamW, init_args: {lr: 1e-5}}``.
+            lr_scheduler: Optional scheduler, stepped after every optimizer step.
+        """
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        # Under LightningCLI, hparams hold the config as given (dicts); keep the parsed objects here.
+        self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
+        self.policy: torch.nn.Module | None = None
+        self.register_buffer("tokens_seen", torch.zeros((), dtype=torch.long))
+
+    def configure_model(self) -> None:
+        """Build the policy once (idempotent, so strategies may call it again)."""
+        if self.policy is None:
+            self.policy = load_policy(self.policy_spec, device=self._target_device())
+
+    def _target_device(self) -> torch.device | None:
+        return self.trainer.strategy.root_device if self._trainer is not None else None
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Next-token logits. Shape: (B, T, V)"""
+        return self.policy(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    def _shared_step(self, batch: SFTBatch, stage: str) -> torch.Tensor:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        targets, loss_mask = shift_labels(batch["labels"])
+        out = sft_loss(token_logps(logits, targets), loss_mask)
+        metrics = {f"{stage}/loss": out.loss, f"{stage}/token_accuracy": token_accuracy(logits, targets, loss_mask)}
+        size = batch["input_ids"].shape[0]
+        self.log_dict(metrics, prog_bar=True, batch_size=size, sync_dist=stage != "train")
+        return out.loss
+
+    def training_step(self, batch: SFTBatch, batch_idx: int) -> torch.Tensor:
+        """One optimisation step on a batch."""
+        loss = self._shared_step(batch, "train")
+        self.tokens_seen += self.trainer.strategy.reduce(batch["attention_mask"].sum(), reduce_op="sum").long()
+        self.log("train/tokens_seen", self.tokens_seen.float(), batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def validation_step(self, batch: SFTBatch, batch_idx: int) -> None:
+        """Validation loss and token accuracy."""
+        self._shared_step(batch, "val")
+
+    def configure_optimizers(self) -> Any:
+        """Optimizer over trainable parameters (LoRA adapters only under LoRA/QLoRA)."""
+        return configure_optimizers(self, self.optimizer, self.lr_scheduler)
