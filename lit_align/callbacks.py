@@ -16,6 +16,7 @@ class SaveHuggingFace(Callback):
     Args:
         dirpath: Output folder; defaults to ``<default_root_dir>/hf_model``.
         merge_adapter: Under LoRA/QLoRA, merge the adapter into the base weights (True) or save the adapter alone.
+
     """
 
     def __init__(self, dirpath: str | None = None, merge_adapter: bool = True) -> None:

@@ -16,12 +16,20 @@ from lit_align.modeling import ModelSpec, load_policy, load_tokenizer
 
 
 @torch.no_grad()
-def exact_match(model: torch.nn.Module, tokenizer, prompts: list, answers: list[str], *,  # noqa: ANN001
-                batch_size: int = 64, max_new_tokens: int = 8) -> tuple[float, list[str]]:
+def exact_match(
+    model: torch.nn.Module,
+    tokenizer,
+    prompts: list,
+    answers: list[str],
+    *,  # noqa: ANN001
+    batch_size: int = 64,
+    max_new_tokens: int = 8,
+) -> tuple[float, list[str]]:
     """Greedy-decode every prompt and compare the completion's leading integer with the answer.
 
     Returns:
         ``(accuracy, completions)``.
+
     """
     model.eval()
     tokenizer.padding_side = "left"
@@ -30,8 +38,7 @@ def exact_match(model: torch.nn.Module, tokenizer, prompts: list, answers: list[
         texts = [render_prompt(tokenizer, p) for p in prompts[start : start + batch_size]]
         add_special = not isinstance(prompts[start], list)  # chat templates already hold their special tokens
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add_special).to(model.device)
-        out = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
-                             pad_token_id=tokenizer.pad_token_id)
+        out = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
         completions += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     hits = sum(is_correct(c, a) for c, a in zip(completions, answers, strict=True))
     return hits / max(len(answers), 1), completions
@@ -56,6 +63,7 @@ def evaluate(
         batch_size: Prompts per generation batch.
         max_new_tokens: Tokens generated per prompt.
         trust_remote_code: Allow model code from the hub.
+
     """
     tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code, key="--model")
     policy = load_policy(ModelSpec(name_or_path=model, trust_remote_code=trust_remote_code))

@@ -18,6 +18,7 @@ def token_accuracy(logits: torch.Tensor, targets: torch.Tensor, loss_mask: torch
 
     Returns:
         Accuracy in [0, 1]; 0 when nothing counts. Shape: ()
+
     """
     hits = (logits.argmax(dim=-1) == targets) & loss_mask
     return hits.sum() / loss_mask.sum().clamp(min=1)

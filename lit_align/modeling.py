@@ -17,12 +17,23 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, prepare_model_for_kbit_training
-from peft import set_peft_model_state_dict
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedModel
-from transformers import PreTrainedTokenizerBase
+from peft import (
+    LoraConfig,
+    PeftModel,
+    get_peft_model,
+    get_peft_model_state_dict,
+    prepare_model_for_kbit_training,
+    set_peft_model_state_dict,
+)
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
-from lit_align.embedded import EMBEDDED_MODELS
+from lit_align.embedded import EMBEDDED_NAMES, embedded_model_path
 from lit_align.errors import ModelLoadError
 
 POLICY_KEY = "model.init_args.policy.name_or_path"
@@ -67,6 +78,7 @@ class ModelSpec:
         lora_target_modules: Module names that get adapters, or ``all-linear``.
         bnb_compute_dtype: QLoRA matmul dtype (``float32`` on CPU, ``bfloat16`` on recent GPUs).
         bnb_quant_storage: dtype that stores packed 4-bit weights; ``float32``/``bfloat16`` lets FSDP shard them.
+
     """
 
     name_or_path: str = "lit-align/tiny-sft"
@@ -94,7 +106,12 @@ def _torch_dtype(name: str) -> torch.dtype | str:
 
 def _looks_local(name_or_path: str) -> bool:
     # Hub ids are "name" or "org/name"; anything else is meant as a path on disk.
-    return name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or os.sep != "/" and os.sep in name_or_path
+    return (
+        name_or_path.startswith((".", "/", "~"))
+        or name_or_path.count("/") > 1
+        or os.sep != "/"
+        and os.sep in name_or_path
+    )
 
 
 def resolve_model_path(name_or_path: str, key: str = POLICY_KEY) -> str:
@@ -102,9 +119,10 @@ def resolve_model_path(name_or_path: str, key: str = POLICY_KEY) -> str:
 
     Raises:
         ModelLoadError: A local-looking path that does not exist, or a file where a folder is needed.
+
     """
-    if name_or_path in EMBEDDED_MODELS:
-        return str(EMBEDDED_MODELS[name_or_path])
+    if name_or_path in EMBEDDED_NAMES:
+        return str(embedded_model_path(name_or_path))
     path = Path(name_or_path).expanduser()
     if path.is_file():
         raise ModelLoadError(f"{key}: '{name_or_path}' is a file; a model path must be a folder")
@@ -120,11 +138,14 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, key: str = POLICY_KEY) -> PreTrainedTokenizerBase:
+def load_tokenizer(
+    name_or_path: str, *, trust_remote_code: bool = False, key: str = POLICY_KEY
+) -> PreTrainedTokenizerBase:
     """Load a tokenizer; give it a pad token (EOS) when it has none.
 
     Raises:
         ModelLoadError: The path is missing or transformers cannot load it.
+
     """
     path = resolve_model_path(name_or_path, key)
     try:
@@ -167,6 +188,7 @@ def load_policy(spec: ModelSpec, *, device: torch.device | None = None) -> PreTr
     Args:
         spec: What to load and how it trains.
         device: Where 4-bit weights are quantised (QLoRA only); other roles load on CPU and Lightning moves them.
+
     """
     finetune = Finetune(spec.finetune)
     model = _load_causal_lm(spec, quantize=finetune.quantized, device=device)
@@ -214,8 +236,14 @@ def reference_mode(policy: torch.nn.Module, reference: torch.nn.Module | None) -
         yield policy if reference is None else reference
 
 
-def save_hf(policy: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path, *, spec: ModelSpec,
-            merge_adapter: bool = True) -> Path:
+def save_hf(
+    policy: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    out_dir: str | Path,
+    *,
+    spec: ModelSpec,
+    merge_adapter: bool = True,
+) -> Path:
     """Save the policy and its tokenizer as a Hugging Face folder.
 
     A LoRA policy is saved as the adapter alone, or merged into its base when ``merge_adapter`` is True. A QLoRA

@@ -20,6 +20,7 @@ class SFTBatch(TypedDict):
         input_ids: Token ids, padding filled with the pad id. Shape: (B, T)
         attention_mask: 1 for real tokens, 0 for padding. Shape: (B, T)
         labels: Token ids where the loss counts, ``IGNORE_INDEX`` elsewhere; not yet shifted. Shape: (B, T)
+
     """
 
     input_ids: torch.Tensor

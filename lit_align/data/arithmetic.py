@@ -97,6 +97,7 @@ def make_rows(shape: Shape | str, split: str = "train", num_rows: int = 1000, se
 
     Returns:
         A list of JSON-serialisable dicts.
+
     """
     shape = Shape(shape)
     if split not in SPLITS:
@@ -129,6 +130,11 @@ def make_rows(shape: Shape | str, split: str = "train", num_rows: int = 1000, se
             label = rng.random() < 0.5
             shown = answer if label else str(wrong_answer(a, op, b, rng))
             rows.append(
-                {"prompt": prompt, "completion": [{"role": "assistant", "content": shown}], "label": label, "answer": answer}
+                {
+                    "prompt": prompt,
+                    "completion": [{"role": "assistant", "content": shown}],
+                    "label": label,
+                    "answer": answer,
+                }
             )
     return rows

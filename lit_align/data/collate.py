@@ -9,9 +9,10 @@ from lit_align.types import IGNORE_INDEX, SFTBatch
 
 
 def pad(sequences: list[list[int]], value: int, side: str = "right") -> torch.Tensor:
-    """Stack lists of ids into one tensor padded with ``value`` on ``side``. Shape: (B, T)"""
-    return pad_sequence([torch.tensor(s, dtype=torch.long) for s in sequences], batch_first=True,
-                        padding_value=value, padding_side=side)
+    """Stack lists of ids into one tensor padded with ``value`` on ``side``; the result has shape (B, T)."""
+    return pad_sequence(
+        [torch.tensor(s, dtype=torch.long) for s in sequences], batch_first=True, padding_value=value, padding_side=side
+    )
 
 
 def collate_sft(features: list[dict[str, list[int]]], pad_token_id: int) -> SFTBatch:

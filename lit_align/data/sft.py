@@ -56,6 +56,7 @@ class SFTDataModule(LightningDataModule):
             completion_field: Column holding the completion (text or messages).
             num_workers: DataLoader worker processes.
             trust_remote_code: Allow tokenizer code from the hub; the CLI links it to the policy's setting.
+
         """
         super().__init__()
         self.save_hyperparameters()
@@ -93,8 +94,10 @@ class SFTDataModule(LightningDataModule):
                 out.append({"input_ids": input_ids, "labels": labels})
         if truncated:
             dropped = len(split.rows) - len(out)
-            rank_zero_warn(f"{split.origin}: {truncated} of {len(split.rows)} rows cut to max_length={hp.max_length}, "
-                           f"{dropped} dropped because no completion token was left")
+            rank_zero_warn(
+                f"{split.origin}: {truncated} of {len(split.rows)} rows cut to max_length={hp.max_length}, "
+                f"{dropped} dropped because no completion token was left"
+            )
         if not out:
             raise DataError(split.origin, f"no row fits in max_length={hp.max_length}")
         return out
@@ -104,21 +107,27 @@ class SFTDataModule(LightningDataModule):
         if use_messages:
             messages = messages_field(row, hp.messages_field, origin, index)
             if messages[-1]["role"] != "assistant":
-                raise DataError(origin, "the last message must come from the assistant", row=index + 1,
-                                field=hp.messages_field)
+                raise DataError(
+                    origin, "the last message must come from the assistant", row=index + 1, field=hp.messages_field
+                )
             return messages[:-1], messages[-1:]
-        return (text_or_messages(row, hp.prompt_field, origin, index),
-                text_or_messages(row, hp.completion_field, origin, index))
+        return (
+            text_or_messages(row, hp.prompt_field, origin, index),
+            text_or_messages(row, hp.completion_field, origin, index),
+        )
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches."""
         return self._loader(self.train_rows, self.hparams.batch_size, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        """Validation batches (empty when the source has no validation rows)."""
+    def val_dataloader(self) -> DataLoader | list:
+        """Return validation batches (none when the source has no validation rows)."""
+        if not self.val_rows:
+            return []
         return self._loader(self.val_rows, self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
 
     def _loader(self, rows: list, batch_size: int, shuffle: bool) -> DataLoader:
         collate = partial(collate_sft, pad_token_id=self.tokenizer.pad_token_id)
-        return DataLoader(rows, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
-                          num_workers=self.hparams.num_workers)
+        return DataLoader(
+            rows, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, num_workers=self.hparams.num_workers
+        )

@@ -37,6 +37,7 @@ class DataSource:
         num_val_rows: Use at most this many validation rows.
         revision: Hub revision of the dataset.
         seed: Seed for the train/validation split and for the embedded task.
+
     """
 
     path: str = EMBEDDED_TASK
@@ -55,7 +56,9 @@ class DataSource:
         if Path(self.path).suffix in FILE_BUILDERS:
             return self.path
         if self.data_files is not None:
-            files = self.data_files.get(split, self.data_files) if isinstance(self.data_files, dict) else self.data_files
+            files = (
+                self.data_files.get(split, self.data_files) if isinstance(self.data_files, dict) else self.data_files
+            )
             return files if isinstance(files, str) else ",".join(files)
         return f"{self.path}[{split}]"
 
@@ -112,6 +115,7 @@ def load_splits(source: DataSource, shape: arithmetic.Shape) -> tuple[Split, Spl
 
     Raises:
         DataError: A missing, empty or unreadable file or dataset.
+
     """
     if source.path == EMBEDDED_TASK:
         train_rows = arithmetic.make_rows(shape, source.split, source.num_rows or 20_000, seed=source.seed)

@@ -14,7 +14,7 @@ from lit_align.errors import LitAlignError
 
 
 def is_conversational(value: object) -> bool:
-    """True for a message list, False for plain text."""
+    """Tell whether a prompt or completion is a message list (True) or plain text (False)."""
     return isinstance(value, list)
 
 
@@ -34,6 +34,7 @@ def tokenize_prompt_completion(
     Raises:
         LitAlignError: Messages given to a tokenizer without a chat template, mixed plain/chat inputs, or a
             template that does not render the prompt as a prefix of the whole conversation.
+
     """
     if is_conversational(prompt) != is_conversational(completion):
         raise LitAlignError("prompt and completion must both be plain text or both be message lists")

@@ -55,6 +55,7 @@ def _check_messages(value: Any, field: str, origin: str, index: int) -> Messages
             raise DataError(origin, f"message {position} has no 'role'", row=index + 1, field=field)
         content = message.get("content")
         if not isinstance(content, str) or not content.strip():
-            raise DataError(origin, f"message {position} has an empty or non-string 'content'", row=index + 1,
-                            field=field)
+            raise DataError(
+                origin, f"message {position} has an empty or non-string 'content'", row=index + 1, field=field
+            )
     return value

@@ -1,6 +1,7 @@
 """Build the embedded tiny tokenizer and randomly initialised Llama (``lit-align/tiny-base``) reproducibly.
 
-Usage: ``python -m lit_align.embedded.build [--out DIR]``. The same torch version writes the same weights.
+Usage: ``python -m lit_align.embedded.build --out DIR``. The same torch version writes the same weights; the
+model is also built on demand when a config names ``lit-align/tiny-base``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from lit_align.embedded import EMBEDDED_MODELS
-
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 CHARACTERS = list(string.digits + string.ascii_letters + string.punctuation + " \n")
 # Each message is "<|role|>content<|end|>"; an assistant turn ends with the EOS token instead, so a model
@@ -25,8 +24,8 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 MODEL_CONFIG = {
-    "hidden_size": 128,
-    "intermediate_size": 384,
+    "hidden_size": 192,
+    "intermediate_size": 512,
     "num_hidden_layers": 4,
     "num_attention_heads": 4,
     "num_key_value_heads": 4,
@@ -67,19 +66,25 @@ def build_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> LlamaForCa
     return LlamaForCausalLM(config)
 
 
+def write_base(out: Path, seed: int = 0) -> LlamaForCausalLM:
+    """Write the tokenizer and the randomly initialised model to ``out``; return the model."""
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, seed=seed)
+    tokenizer.save_pretrained(out)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    return model
+
+
 def main() -> None:
-    """Write tokenizer and model to ``--out`` (default: the packaged ``tiny-base`` folder)."""
+    """Write tokenizer and model to ``--out``."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=EMBEDDED_MODELS["lit-align/tiny-base"])
+    parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    tokenizer = build_tokenizer()
-    model = build_model(tokenizer, seed=args.seed)
-    tokenizer.save_pretrained(args.out)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(args.out)
+    model = write_base(args.out, seed=args.seed)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"wrote {args.out} ({n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)})")
+    print(f"wrote {args.out} ({n_params / 1e6:.2f}M parameters, vocab {model.config.vocab_size})")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ class SFTLossOutput(NamedTuple):
     Attributes:
         loss: Mean negative log-likelihood over counted tokens. Shape: ()
         num_tokens: Number of counted tokens. Shape: ()
+
     """
 
     loss: torch.Tensor
@@ -38,5 +39,6 @@ def sft_loss(token_logps: torch.Tensor, loss_mask: torch.Tensor) -> SFTLossOutpu
 
     Returns:
         :class:`SFTLossOutput`.
+
     """
     return SFTLossOutput(loss=-masked_mean(token_logps, loss_mask), num_tokens=loss_mask.sum())

@@ -35,6 +35,7 @@ class SFT(LightningModule):
             policy: The model to train and how (full, LoRA, QLoRA).
             optimizer: Optimizer class and arguments, e.g. ``{class_path: torch.optim.AdamW, init_args: {lr: 1e-5}}``.
             lr_scheduler: Optional scheduler, stepped after every optimizer step.
+
         """
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
@@ -52,7 +53,7 @@ class SFT(LightningModule):
         return self.trainer.strategy.root_device if self._trainer is not None else None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Next-token logits. Shape: (B, T, V)"""
+        """Return next-token logits of shape (B, T, V)."""
         return self.policy(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
     def _shared_step(self, batch: SFTBatch, stage: str) -> torch.Tensor:
@@ -72,7 +73,7 @@ class SFT(LightningModule):
         return loss
 
     def validation_step(self, batch: SFTBatch, batch_idx: int) -> None:
-        """Validation loss and token accuracy."""
+        """Log validation loss and token accuracy."""
         self._shared_step(batch, "val")
 
     def configure_optimizers(self) -> Any:

@@ -19,6 +19,7 @@ def shift_labels(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Returns:
         ``(targets, loss_mask)``: the next token at each position (0 where it does not count) and a bool mask of the
         positions that count; the last position never counts. Shapes: (B, T), (B, T)
+
     """
     assert labels.dim() == 2, f"labels must be (B, T), got {tuple(labels.shape)}"
     shifted = torch.full_like(labels, IGNORE_INDEX)
@@ -39,6 +40,7 @@ def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
     Returns:
         ``logits[b, t, targets[b, t]] - logsumexp(logits[b, t])``. Shape: (B, T)
+
     """
     assert logits.shape[:2] == targets.shape, f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ"
     rows = []
@@ -57,6 +59,7 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
     Returns:
         Scalar mean. Shape: ()
+
     """
     assert values.shape == mask.shape, f"values {tuple(values.shape)} and mask {tuple(mask.shape)} differ"
     return (values * mask).sum() / mask.sum().clamp(min=1)

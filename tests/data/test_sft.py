@@ -1,0 +1,74 @@
+import pytest
+
+from lit_align.data.sft import SFTDataModule
+from lit_align.data.sources import DataSource
+from lit_align.errors import DataError
+from lit_align.types import IGNORE_INDEX
+from tests.helpers import write_jsonl
+
+
+def _module(tmp_path, rows, **kwargs):
+    path = write_jsonl(tmp_path / "sft.jsonl", rows)
+    return SFTDataModule(tokenizer="lit-align/tiny-sft", source=DataSource(path=str(path)), **kwargs)
+
+
+def test_chat_rows_use_template_and_train_on_completion_only(tmp_path, tiny_tokenizer):
+    messages = [{"role": "user", "content": "What is 2 + 3?"}, {"role": "assistant", "content": "5"}]
+    dm = _module(tmp_path, [{"messages": messages}])
+    dm.setup("fit")
+    row = dm.train_rows[0]
+    assert tiny_tokenizer.decode(row["input_ids"]) == "<|user|>What is 2 + 3?<|end|><|assistant|>5</s>"
+    counted = [t for t in row["labels"] if t != IGNORE_INDEX]
+    assert tiny_tokenizer.decode(counted) == "5</s>"
+    assert row["labels"][: -len(counted)] == [IGNORE_INDEX] * (len(row["labels"]) - len(counted))
+
+
+def test_plain_rows_get_eos_and_all_token_option(tmp_path, tiny_tokenizer):
+    dm = _module(tmp_path, [{"prompt": "2+3=", "completion": "5"}], completion_only_loss=False)
+    dm.setup("fit")
+    row = dm.train_rows[0]
+    assert row["input_ids"][-1] == tiny_tokenizer.eos_token_id
+    assert row["labels"] == row["input_ids"]
+
+
+def test_truncation_cuts_end_and_drops_rows_without_completion(tmp_path):
+    rows = [{"prompt": "short", "completion": "x" * 50}, {"prompt": "y" * 40, "completion": "z"}]
+    dm = _module(tmp_path, rows, max_length=20)
+    with pytest.warns(UserWarning, match="2 of 2 rows cut to max_length=20, 1 dropped"):
+        dm.setup("fit")
+    assert len(dm.train_rows) == 1 and len(dm.train_rows[0]["input_ids"]) == 20
+
+
+def test_batches_are_dynamically_padded(tmp_path, tiny_tokenizer):
+    rows = [{"prompt": "a", "completion": "b"}, {"prompt": "a longer prompt", "completion": "b"}]
+    dm = _module(tmp_path, rows, batch_size=2)
+    dm.setup("fit")
+    dm.train_rows = sorted(dm.train_rows, key=lambda r: len(r["input_ids"]))
+    batch = next(iter(dm._loader(dm.train_rows, 2, shuffle=False)))
+    assert batch["input_ids"].shape == (2, 17)  # 15 prompt chars + "b" + EOS
+    assert batch["attention_mask"][0].tolist() == [1] * 3 + [0] * 14
+    assert batch["input_ids"][0, 3:].eq(tiny_tokenizer.pad_token_id).all()
+    assert batch["labels"][0, 3:].eq(IGNORE_INDEX).all()
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "message"),
+    [
+        ({"prompt": "a"}, "completion", "is missing"),
+        ({"prompt": "a", "completion": "   "}, "completion", "is empty"),
+        ({"prompt": 3, "completion": "b"}, "prompt", "must be a string, got int"),
+        (
+            {"messages": [{"role": "user", "content": "hi"}]},
+            "messages",
+            "the last message must come from the assistant",
+        ),
+        ({"messages": []}, "messages", "must be a non-empty list of messages"),
+    ],
+)
+def test_bad_rows_name_file_row_and_field(tmp_path, row, field, message):
+    good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    rows = [good, row] if "messages" in row else [{"prompt": "q", "completion": "a"}, row]
+    dm = _module(tmp_path, rows)
+    with pytest.raises(DataError) as info:
+        dm.setup("fit")
+    assert str(info.value) == f"{tmp_path / 'sft.jsonl'}: row 2: field '{field}': {message}"

@@ -1,0 +1,64 @@
+import csv
+
+import datasets
+import pytest
+
+from lit_align.data.arithmetic import Shape
+from lit_align.data.sources import DataSource, load_splits
+from lit_align.errors import DataError
+from tests.helpers import write_jsonl
+
+ROWS = [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(10)]
+
+
+def test_jsonl_file_with_val_fraction(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", ROWS)
+    train, val = load_splits(DataSource(path=str(path), val_size=0.2), Shape.SFT)
+    assert (len(train), len(val)) == (8, 2)
+    assert {r["prompt"] for r in train.rows} | {r["prompt"] for r in val.rows} == {r["prompt"] for r in ROWS}
+    assert train.origin == str(path)
+
+
+def test_single_file_has_no_validation_unless_asked(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", ROWS)
+    train, val = load_splits(DataSource(path=str(path)), Shape.SFT)
+    assert len(train) == 10 and val is None
+
+
+def test_csv_and_parquet_files(tmp_path):
+    with open(tmp_path / "d.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["prompt", "completion"])
+        writer.writeheader()
+        writer.writerows(ROWS)
+    datasets.Dataset.from_list(ROWS).to_parquet(str(tmp_path / "d.parquet"))
+    for name in ("d.csv", "d.parquet"):
+        train, _ = load_splits(DataSource(path=str(tmp_path / name), num_rows=4), Shape.SFT)
+        assert train.rows["prompt"] == ["p0", "p1", "p2", "p3"]
+
+
+def test_builder_with_data_files_per_split(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", ROWS[:7])
+    write_jsonl(tmp_path / "dev.jsonl", ROWS[7:])
+    files = {"train": str(tmp_path / "train.jsonl"), "validation": str(tmp_path / "dev.jsonl")}
+    train, val = load_splits(DataSource(path="json", data_files=files), Shape.SFT)
+    assert (len(train), len(val)) == (7, 3)
+    assert val.origin == files["validation"]
+
+
+def test_embedded_task_rows_and_validation():
+    train, val = load_splits(DataSource(num_rows=30, num_val_rows=5), Shape.PAIRWISE)
+    assert len(train) == 30 and len(val) == 5
+    assert set(train.rows.column_names) == {"prompt", "chosen", "rejected", "answer"}
+    assert train.origin == "lit-align/arithmetic[train]"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "file does not exist"), ("", "file is empty"), ('{"prompt": "a",\n', "cannot be read")],
+)
+def test_unusable_files_name_the_file(tmp_path, content, message):
+    path = tmp_path / "bad.jsonl"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(DataError, match=f"^{path}: {message}"):
+        load_splits(DataSource(path=str(path)), Shape.SFT)

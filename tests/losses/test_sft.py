@@ -1,0 +1,23 @@
+import math
+
+import torch
+
+from lit_align.losses.sft import sft_loss
+
+
+def test_sft_loss_is_token_mean_nll_by_hand():
+    """Counted log-probs are log(1/2), log(1/4), log(1/8) -> loss = (1 + 2 + 3) * log 2 / 3 = 2 log 2."""
+    logps = torch.log(torch.tensor([[0.5, 0.25, 0.9], [0.125, 0.7, 0.7]]))
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    out = sft_loss(logps, mask)
+    assert math.isclose(out.loss.item(), 2 * math.log(2), rel_tol=1e-6)
+    assert out.num_tokens.item() == 3
+    assert out.loss.shape == ()
+
+
+def test_sft_loss_gradient_raises_counted_logps_only():
+    logps = torch.full((1, 3), -1.0, requires_grad=True)
+    mask = torch.tensor([[True, False, True]])
+    sft_loss(logps, mask).loss.backward()
+    # minimising -mean pushes counted log-probs up: gradient -1/2 on them, 0 elsewhere
+    assert logps.grad.tolist() == [[-0.5, 0.0, -0.5]]
