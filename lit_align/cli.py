@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
+from jsonargparse import ArgumentError
 from lightning import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
@@ -11,6 +13,7 @@ from lightning.pytorch.loggers import CSVLogger
 import lit_align.data  # noqa: F401  (registers the data modules for short class names)
 import lit_align.objectives  # noqa: F401  (registers the objectives for short class names)
 from lit_align.errors import LitAlignError
+from lit_align.modeling import POLICY_KEY, resolve_model_path
 
 
 class LitAlignCLI(LightningCLI):
@@ -20,6 +23,12 @@ class LitAlignCLI(LightningCLI):
         """Link values that must agree so they are written once (in the model section)."""
         parser.link_arguments("model.init_args.policy.name_or_path", "data.init_args.tokenizer")
         parser.link_arguments("model.init_args.policy.trust_remote_code", "data.init_args.trust_remote_code")
+
+    def before_instantiate_classes(self) -> None:
+        """Check the policy path before any data is loaded, so a typo fails fast and names the key to fix."""
+        name_or_path = self._get(self.config, POLICY_KEY)
+        if isinstance(name_or_path, str):
+            resolve_model_path(name_or_path, POLICY_KEY)
 
     def instantiate_trainer(self, **kwargs) -> Trainer:  # noqa: ANN003 (Lightning's signature)
         """Add a CSV logger in ``default_root_dir`` next to whatever loggers the config names."""
@@ -41,6 +50,8 @@ def run_cli(args: list[str] | None = None) -> LitAlignCLI:
         # No TensorBoard by default: the CSV log added in instantiate_trainer needs no extra install.
         trainer_defaults={"logger": False},
         auto_configure_optimizers=False,
+        # Raise instead of printing the whole usage, so main() can print one line naming the key.
+        parser_kwargs={"exit_on_error": False},
         args=args,
     )
 
@@ -58,6 +69,19 @@ def main(argv: list[str] | None = None) -> None:
     except LitAlignError as error:
         print(f"lit-align: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except ArgumentError as error:
+        print(f"lit-align: error: {summarize_config_error(str(error))} (see lit-align --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def summarize_config_error(message: str) -> str:
+    """Condense jsonargparse's nested error report into ``key: reason`` on one line."""
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    noise = ("Given value", "Subtypes:", "Errors:", "Does not validate", "Expected a <class 'NoneType'>")
+    lines = (re.sub(r'Parser key "[^"]+":', "", line).strip(" -") for line in message.splitlines())
+    details = [line for line in lines if line and not line.startswith(noise)]
+    reason = " ".join(details) if details else message.strip().splitlines()[0]
+    return f"{'.'.join(keys)}: {reason}" if keys else reason
 
 
 if __name__ == "__main__":

@@ -41,7 +41,9 @@ def test_fit_writes_config_csv_and_hf_model_and_reruns_in_same_folder(tmp_path):
     second = _fit(tmp_path)  # re-run into the same folder must not trip over the saved config
     assert second.returncode == 0, second.stderr[-3000:]
     configs = sorted((tmp_path / "run").rglob("config.yaml"))
-    assert configs and "tokenizer: lit-align/tiny-sft" in configs[0].read_text()  # the link was applied
+    assert len(configs) == 2 and "name_or_path: lit-align/tiny-sft" in configs[0].read_text()
+    hparams = next((tmp_path / "run").rglob("hparams.yaml")).read_text()
+    assert "tokenizer: lit-align/tiny-sft" in hparams  # the data module received the linked value
     with open(next((tmp_path / "run").rglob("metrics.csv"))) as f:
         rows = list(csv.DictReader(f))
     assert {"train/loss", "val/loss", "train/token_accuracy", "val/token_accuracy", "train/tokens_seen"} <= set(rows[0])
@@ -124,7 +126,7 @@ def test_missing_model_path_exits_2_naming_the_key(tmp_path):
     )
 
 
-def test_unknown_class_exits_nonzero_naming_the_key(tmp_path):
+def test_unknown_class_exits_2_naming_the_key(tmp_path):
     result = run_lit_align(
         "fit",
         "--config",
@@ -135,8 +137,16 @@ def test_unknown_class_exits_nonzero_naming_the_key(tmp_path):
         str(tmp_path / "run"),
     )
     assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert "lit_align.objectives.Nope" in result.stderr and 'key "model"' in result.stderr.lower()
+    line = _error_line(result)
+    assert line.startswith("lit-align: error: model: ") and "'lit_align.objectives.Nope'" in line
+    assert "usage:" not in result.stderr
+
+
+def test_bad_config_value_exits_2_naming_the_nested_key(tmp_path):
+    result = run_lit_align("fit", "--config", "recipes/sft.yaml", "--model.init_args.policy.finetune", "lorax")
+    assert result.returncode == 2
+    line = _error_line(result)
+    assert line.startswith("lit-align: error: model.policy.finetune: ") and "lorax" in line
 
 
 def test_readme_test_command_is_what_ci_runs():

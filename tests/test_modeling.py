@@ -2,7 +2,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from lit_align.embedded import EMBEDDED_MODELS
+from lit_align.embedded import embedded_model_path
 from lit_align.errors import ModelLoadError
 from lit_align.modeling import ModelSpec, build_reference, load_policy, reference_mode, resolve_model_path, save_hf
 
@@ -27,7 +27,7 @@ def _train_steps(model, steps=3, lr=1e-2):
 
 
 def test_lora_trains_only_adapters_and_reference_is_the_base():
-    base = AutoModelForCausalLM.from_pretrained(EMBEDDED_MODELS[BASE]).eval()
+    base = AutoModelForCausalLM.from_pretrained(embedded_model_path(BASE)).eval()
     spec = ModelSpec(name_or_path=BASE, finetune="lora", lora_r=4, lora_dropout=0.0)
     policy = load_policy(spec)
     assert build_reference(spec, policy) is None  # no second copy under LoRA
@@ -89,4 +89,4 @@ def test_missing_local_path_is_a_one_line_error():
     ):
         resolve_model_path("./nope")
     assert resolve_model_path("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"  # hub ids pass through
-    assert resolve_model_path(BASE) == str(EMBEDDED_MODELS[BASE])
+    assert resolve_model_path(BASE) == str(embedded_model_path(BASE))

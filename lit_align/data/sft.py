@@ -71,7 +71,9 @@ class SFTDataModule(LightningDataModule):
         if self.tokenizer is not None:
             return
         hp = self.hparams
-        self.tokenizer = load_tokenizer(hp.tokenizer, trust_remote_code=hp.trust_remote_code, key="data.tokenizer")
+        self.tokenizer = load_tokenizer(
+            hp.tokenizer, trust_remote_code=hp.trust_remote_code, key="data.init_args.tokenizer"
+        )
         train, val = load_splits(self.source, Shape.SFT)
         self.train_rows = self._tokenize(train)
         self.val_rows = self._tokenize(val) if val is not None else []

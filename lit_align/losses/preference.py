@@ -1,0 +1,184 @@
+"""Pairwise preference losses with a reference model: DPO (sigmoid, conservative, robust), IPO, hinge.
+
+Shape legend: B number of pairs. Inputs are summed sequence log-probabilities of the completions.
+Each loss returns per-pair values; the objective reduces them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+
+class PreferenceLossOutput(NamedTuple):
+    """Per-pair output of a preference loss.
+
+    Attributes:
+        losses: Loss of each pair. Shape: (B,)
+        chosen_rewards: Implicit reward of the chosen completion (detached). Shape: (B,)
+        rejected_rewards: Implicit reward of the rejected completion (detached). Shape: (B,)
+
+    """
+
+    losses: torch.Tensor
+    chosen_rewards: torch.Tensor
+    rejected_rewards: torch.Tensor
+
+
+def _check(*tensors: torch.Tensor) -> None:
+    shape = tensors[0].shape
+    assert len(shape) == 1, f"expected (B,) log-probs, got {tuple(shape)}"
+    assert all(t.shape == shape for t in tensors), f"log-prob shapes differ: {[tuple(t.shape) for t in tensors]}"
+
+
+def _rewards(policy_logps: torch.Tensor, ref_logps: torch.Tensor, beta: float) -> torch.Tensor:
+    return (beta * (policy_logps - ref_logps)).detach()
+
+
+def dpo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    *,
+    beta: float = 0.1,
+    label_smoothing: float = 0.0,
+) -> PreferenceLossOutput:
+    """Direct Preference Optimisation, sigmoid form (Rafailov et al., 2023; arXiv:2305.18290).
+
+    loss = -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h),
+    h = logratio = (pi_c - ref_c) - (pi_r - ref_r).
+    eps = label_smoothing > 0 is conservative DPO (cDPO, Mitchell 2023): preferences flipped with probability eps.
+
+    Args:
+        policy_chosen_logps: Policy log p(chosen | prompt). Shape: (B,)
+        policy_rejected_logps: Policy log p(rejected | prompt). Shape: (B,)
+        ref_chosen_logps: Reference log p(chosen | prompt). Shape: (B,)
+        ref_rejected_logps: Reference log p(rejected | prompt). Shape: (B,)
+        beta: Inverse temperature of the implicit reward.
+        label_smoothing: Probability that a preference label is flipped (0 is plain DPO).
+
+    Returns:
+        Per-pair losses and implicit rewards ``beta (pi - ref)``. Shapes: (B,)
+
+    """
+    _check(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    logratio = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
+    losses = -(1 - label_smoothing) * F.logsigmoid(beta * logratio) - label_smoothing * F.logsigmoid(-beta * logratio)
+    return PreferenceLossOutput(
+        losses,
+        _rewards(policy_chosen_logps, ref_chosen_logps, beta),
+        _rewards(policy_rejected_logps, ref_rejected_logps, beta),
+    )
+
+
+def robust_dpo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    *,
+    beta: float = 0.1,
+    label_smoothing: float = 0.1,
+) -> PreferenceLossOutput:
+    """Robust DPO, unbiased under label noise (Chowdhury et al., 2024; arXiv:2403.00409).
+
+    loss = [-(1 - eps) log sigmoid(beta h) + eps log sigmoid(-beta h)] / (1 - 2 eps), h as in :func:`dpo_loss`.
+
+    Args:
+        policy_chosen_logps: Policy log p(chosen | prompt). Shape: (B,)
+        policy_rejected_logps: Policy log p(rejected | prompt). Shape: (B,)
+        ref_chosen_logps: Reference log p(chosen | prompt). Shape: (B,)
+        ref_rejected_logps: Reference log p(rejected | prompt). Shape: (B,)
+        beta: Inverse temperature of the implicit reward.
+        label_smoothing: Assumed label-flip rate eps, in [0, 0.5).
+
+    Returns:
+        Per-pair losses and implicit rewards. Shapes: (B,)
+
+    """
+    _check(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    assert 0 <= label_smoothing < 0.5, f"robust DPO needs 0 <= label_smoothing < 0.5, got {label_smoothing}"
+    logratio = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
+    losses = (
+        -(1 - label_smoothing) * F.logsigmoid(beta * logratio) + label_smoothing * F.logsigmoid(-beta * logratio)
+    ) / (1 - 2 * label_smoothing)
+    return PreferenceLossOutput(
+        losses,
+        _rewards(policy_chosen_logps, ref_chosen_logps, beta),
+        _rewards(policy_rejected_logps, ref_rejected_logps, beta),
+    )
+
+
+def ipo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    *,
+    beta: float = 0.1,
+) -> PreferenceLossOutput:
+    """Identity Preference Optimisation (Azar et al., 2023; arXiv:2310.12036).
+
+    loss = (h - 1 / (2 beta))^2, h as in :func:`dpo_loss`.
+
+    Deviations: the paper's h uses summed log-probs, as here; TRL's ``ipo`` averages them per token. Pass
+    per-token means to get TRL's behaviour.
+
+    Args:
+        policy_chosen_logps: Policy log p(chosen | prompt). Shape: (B,)
+        policy_rejected_logps: Policy log p(rejected | prompt). Shape: (B,)
+        ref_chosen_logps: Reference log p(chosen | prompt). Shape: (B,)
+        ref_rejected_logps: Reference log p(rejected | prompt). Shape: (B,)
+        beta: Regularisation strength (the target margin is 1 / (2 beta)).
+
+    Returns:
+        Per-pair losses and implicit rewards. Shapes: (B,)
+
+    """
+    _check(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    logratio = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
+    losses = (logratio - 1 / (2 * beta)) ** 2
+    return PreferenceLossOutput(
+        losses,
+        _rewards(policy_chosen_logps, ref_chosen_logps, beta),
+        _rewards(policy_rejected_logps, ref_rejected_logps, beta),
+    )
+
+
+def hinge_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    *,
+    beta: float = 0.1,
+) -> PreferenceLossOutput:
+    """Hinge loss on the reference-normalised log-ratio (SLiC-HF, Zhao et al., 2023; arXiv:2305.10425).
+
+    loss = max(0, 1 - beta h), h as in :func:`dpo_loss`.
+
+    Deviations: SLiC calibrates raw policy log-probs; with a reference this is the RSO/TRL ``hinge`` form
+    (Liu et al., 2023; arXiv:2309.06657).
+
+    Args:
+        policy_chosen_logps: Policy log p(chosen | prompt). Shape: (B,)
+        policy_rejected_logps: Policy log p(rejected | prompt). Shape: (B,)
+        ref_chosen_logps: Reference log p(chosen | prompt). Shape: (B,)
+        ref_rejected_logps: Reference log p(rejected | prompt). Shape: (B,)
+        beta: Scale of the log-ratio (the margin is 1 / beta in log-ratio units).
+
+    Returns:
+        Per-pair losses and implicit rewards. Shapes: (B,)
+
+    """
+    _check(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    logratio = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
+    losses = torch.relu(1 - beta * logratio)
+    return PreferenceLossOutput(
+        losses,
+        _rewards(policy_chosen_logps, ref_chosen_logps, beta),
+        _rewards(policy_rejected_logps, ref_rejected_logps, beta),
+    )

@@ -1,0 +1,145 @@
+"""Preference losses against the published formulas, written out with plain math on a fixed batch."""
+
+import math
+
+import pytest
+import torch
+
+from lit_align.losses.kto import kto_loss
+from lit_align.losses.preference import dpo_loss, hinge_loss, ipo_loss, robust_dpo_loss
+from lit_align.losses.reference_free import orpo_loss, simpo_loss
+from lit_align.losses.reward import bradley_terry_loss
+
+PC = [-1.0, -2.0, -3.5]  # policy chosen
+PR = [-2.0, -1.5, -4.0]  # policy rejected
+RC = [-1.5, -2.0, -3.0]  # reference chosen
+RR = [-1.5, -1.0, -4.5]  # reference rejected
+
+
+def _t(values, grad=False):
+    return torch.tensor(values, dtype=torch.float64, requires_grad=grad)
+
+
+def _logsig(x):
+    return -math.log1p(math.exp(-x))
+
+
+def _h(i):
+    return (PC[i] - RC[i]) - (PR[i] - RR[i])  # logratios: 1.0, 0.0, -1.0
+
+
+def test_dpo_matches_formula_and_rewards():
+    beta, eps = 0.5, 0.2
+    out = dpo_loss(_t(PC), _t(PR), _t(RC), _t(RR), beta=beta, label_smoothing=eps)
+    expected = [-(1 - eps) * _logsig(beta * _h(i)) - eps * _logsig(-beta * _h(i)) for i in range(3)]
+    assert out.losses.tolist() == pytest.approx(expected, abs=1e-6)
+    assert out.chosen_rewards.tolist() == pytest.approx([beta * (PC[i] - RC[i]) for i in range(3)], abs=1e-6)
+    assert out.rejected_rewards.tolist() == pytest.approx([beta * (PR[i] - RR[i]) for i in range(3)], abs=1e-6)
+
+
+def test_dpo_limits():
+    plain = dpo_loss(_t(PC), _t(PR), _t(RC), _t(RR), beta=0.1)
+    smoothed0 = dpo_loss(_t(PC), _t(PR), _t(RC), _t(RR), beta=0.1, label_smoothing=0.0)
+    assert torch.equal(plain.losses, smoothed0.losses)
+    robust0 = robust_dpo_loss(_t(PC), _t(PR), _t(RC), _t(RR), beta=0.1, label_smoothing=0.0)
+    assert torch.allclose(robust0.losses, plain.losses)
+    equal = dpo_loss(_t([-1.0]), _t([-1.0]), _t([-2.0]), _t([-2.0]))
+    assert equal.losses.item() == pytest.approx(math.log(2), abs=1e-12)
+
+
+def test_robust_dpo_matches_formula():
+    beta, eps = 0.5, 0.2
+    out = robust_dpo_loss(_t(PC), _t(PR), _t(RC), _t(RR), beta=beta, label_smoothing=eps)
+    expected = [(-(1 - eps) * _logsig(beta * _h(i)) + eps * _logsig(-beta * _h(i))) / (1 - 2 * eps) for i in range(3)]
+    assert out.losses.tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_ipo_and_hinge_match_formula():
+    beta = 0.25
+    ipo = ipo_loss(_t(PC), _t(PR), _t(RC), _t(RR), beta=beta)
+    assert ipo.losses.tolist() == pytest.approx([(_h(i) - 1 / (2 * beta)) ** 2 for i in range(3)], abs=1e-6)
+    hinge = hinge_loss(_t(PC), _t(PR), _t(RC), _t(RR), beta=beta)
+    assert hinge.losses.tolist() == pytest.approx([max(0.0, 1 - beta * _h(i)) for i in range(3)], abs=1e-6)
+
+
+@pytest.mark.parametrize("loss_fn", [dpo_loss, robust_dpo_loss, ipo_loss, hinge_loss])
+def test_reference_losses_push_chosen_up_and_rejected_down(loss_fn):
+    pc, pr = _t([-1.0], grad=True), _t([-1.0], grad=True)
+    loss_fn(pc, pr, _t([-1.0]), _t([-1.0]), beta=0.1).losses.sum().backward()
+    assert pc.grad.item() < 0 < pr.grad.item()  # descent raises log p(chosen), lowers log p(rejected)
+
+
+def test_simpo_matches_formula():
+    beta, gamma = 2.0, 0.5
+    out = simpo_loss(_t(PC), _t(PR), beta=beta, gamma=gamma)
+    assert out.losses.tolist() == pytest.approx(
+        [-_logsig(beta * PC[i] - beta * PR[i] - gamma) for i in range(3)], abs=1e-6
+    )
+    pc, pr = _t([-1.0], grad=True), _t([-1.0], grad=True)
+    simpo_loss(pc, pr).losses.sum().backward()
+    assert pc.grad.item() < 0 < pr.grad.item()
+
+
+def test_orpo_matches_formula():
+    lam = 0.3
+    out = orpo_loss(_t(PC), _t(PR), lam=lam)
+
+    def log_odds(mean):
+        p = math.exp(mean)
+        return math.log(p / (1 - p))
+
+    expected = [-PC[i] - lam * _logsig(log_odds(PC[i]) - log_odds(PR[i])) for i in range(3)]
+    assert out.losses.tolist() == pytest.approx(expected, abs=1e-6)
+    pc, pr = _t([-1.0], grad=True), _t([-1.0], grad=True)
+    orpo_loss(pc, pr).losses.sum().backward()
+    assert pc.grad.item() < 0 < pr.grad.item()
+
+
+def test_kto_matches_formula():
+    beta, wd, wu = 0.5, 1.0, 1.5
+    policy, ref = [-1.0, -2.0, -3.0], [-1.5, -1.0, -3.0]
+    kl_policy, kl_ref = [-2.0, -3.0, -1.0], [-2.5, -2.0, -2.0]  # mean difference (0.5 - 1 + 1) / 3 = 1/6
+    labels = [True, False, True]
+    out = kto_loss(
+        _t(policy),
+        _t(ref),
+        _t(kl_policy),
+        _t(kl_ref),
+        torch.tensor(labels),
+        beta=beta,
+        desirable_weight=wd,
+        undesirable_weight=wu,
+    )
+    z0 = 1 / 6
+
+    def sig(x):
+        return 1 / (1 + math.exp(-x))
+
+    expected = []
+    for p, r, desirable in zip(policy, ref, labels, strict=True):
+        reward = p - r
+        expected.append(wd * (1 - sig(beta * (reward - z0))) if desirable else wu * (1 - sig(beta * (z0 - reward))))
+    assert out.losses.tolist() == pytest.approx(expected, abs=1e-6)
+    assert out.kl.item() == pytest.approx(z0, abs=1e-12)
+    negative = kto_loss(_t([0.0]), _t([0.0]), _t([-3.0]), _t([-1.0]), torch.tensor([True]))
+    assert negative.kl.item() == 0.0  # z0 is clamped at zero
+
+
+def test_kto_gradient_signs():
+    policy = _t([-1.0, -1.0], grad=True)
+    kto_loss(
+        policy, _t([-1.0, -1.0]), _t([-1.0, -1.0]), _t([-1.0, -1.0]), torch.tensor([True, False])
+    ).losses.sum().backward()
+    assert policy.grad[0].item() < 0 < policy.grad[1].item()
+
+
+def test_bradley_terry_matches_formula_and_margin():
+    chosen, rejected, margin = [1.0, 0.0, -2.0], [0.0, 0.0, 1.0], [0.5, 0.0, 1.0]
+    assert bradley_terry_loss(_t(chosen), _t(rejected)).tolist() == pytest.approx(
+        [-_logsig(c - r) for c, r in zip(chosen, rejected, strict=True)], abs=1e-6
+    )
+    with_margin = bradley_terry_loss(_t(chosen), _t(rejected), _t(margin))
+    assert with_margin.tolist() == pytest.approx(
+        [-_logsig(c - r - m) for c, r, m in zip(chosen, rejected, margin, strict=True)], abs=1e-6
+    )
+    assert bradley_terry_loss(_t([0.0]), _t([0.0])).item() == pytest.approx(math.log(2))
