@@ -30,5 +30,6 @@ class SaveHuggingFace(Callback):
         spec = pl_module.policy_spec
         out = Path(self.dirpath or Path(trainer.default_root_dir) / "hf_model")
         tokenizer = load_tokenizer(spec.name_or_path, trust_remote_code=spec.trust_remote_code)
-        save_hf(pl_module.policy, tokenizer, out, spec=spec, merge_adapter=self.merge_adapter)
+        head = getattr(pl_module, "head", "causal_lm")
+        save_hf(pl_module.policy, tokenizer, out, spec=spec, merge_adapter=self.merge_adapter, head=head)
         rank_zero_info(f"saved the policy in Hugging Face format to {out}")

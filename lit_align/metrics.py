@@ -1,4 +1,4 @@
-"""Alignment metrics as pure functions; objectives log what these return under ``train/`` and ``val/``.
+"""Alignment metrics as pure functions, and the one helper that logs them under ``train/`` and ``val/``.
 
 Shape legend: B batch, T sequence length, V vocabulary size.
 """
@@ -6,6 +6,9 @@ Shape legend: B batch, T sequence length, V vocabulary size.
 from __future__ import annotations
 
 import torch
+from lightning import LightningModule
+
+PROGRESS_BAR = ("loss", "rewards/accuracies", "rewards/margins", "reward", "kl")
 
 
 def token_accuracy(logits: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
@@ -22,3 +25,62 @@ def token_accuracy(logits: torch.Tensor, targets: torch.Tensor, loss_mask: torch
     """
     hits = (logits.argmax(dim=-1) == targets) & loss_mask
     return hits.sum() / loss_mask.sum().clamp(min=1)
+
+
+def preference_metrics(
+    chosen_rewards: torch.Tensor,
+    rejected_rewards: torch.Tensor,
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    chosen_lengths: torch.Tensor,
+    rejected_lengths: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """Batch means under the names TRL users know (``rewards/margins``, ``rewards/accuracies``, ...).
+
+    Args:
+        chosen_rewards: Reward of each chosen completion. Shape: (B,)
+        rejected_rewards: Reward of each rejected completion. Shape: (B,)
+        policy_chosen_logps: Policy log p(chosen | prompt). Shape: (B,)
+        policy_rejected_logps: Policy log p(rejected | prompt). Shape: (B,)
+        chosen_lengths: Completion tokens of each chosen completion. Shape: (B,)
+        rejected_lengths: Completion tokens of each rejected completion. Shape: (B,)
+
+    Returns:
+        Scalar tensors keyed by metric name.
+
+    """
+    return {
+        "rewards/chosen": chosen_rewards.mean(),
+        "rewards/rejected": rejected_rewards.mean(),
+        "rewards/margins": (chosen_rewards - rejected_rewards).mean(),
+        "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean(),
+        "logps/chosen": policy_chosen_logps.detach().mean(),
+        "logps/rejected": policy_rejected_logps.detach().mean(),
+        "lengths/chosen": chosen_lengths.float().mean(),
+        "lengths/rejected": rejected_lengths.float().mean(),
+    }
+
+
+def sequence_kl(policy_logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
+    """Mean log-ratio ``log pi(y|x) - log ref(y|x)`` over the batch's completions (the k1 KL estimate).
+
+    It estimates KL(pi || ref) when the completions are sampled from pi; on offline data it measures how far
+    the policy's likelihood of the data has moved from the reference's.
+
+    Args:
+        policy_logps: Policy sequence log-probs. Shape: (N,)
+        ref_logps: Reference sequence log-probs. Shape: (N,)
+
+    Returns:
+        Scalar. Shape: ()
+
+    """
+    return (policy_logps - ref_logps).detach().mean()
+
+
+def log_metrics(module: LightningModule, metrics: dict[str, torch.Tensor], stage: str, batch_size: int) -> None:
+    """Log ``metrics`` as ``{stage}/{name}``, averaged over processes; a few also go to the progress bar."""
+    named = {f"{stage}/{k}": v for k, v in metrics.items()}
+    bar = {k: v for k, v in named.items() if k.split("/", 1)[1] in PROGRESS_BAR}
+    module.log_dict(bar, batch_size=batch_size, sync_dist=True, prog_bar=True)
+    module.log_dict({k: v for k, v in named.items() if k not in bar}, batch_size=batch_size, sync_dist=True)

@@ -27,6 +27,7 @@ from peft import (
 )
 from transformers import (
     AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
     AutoTokenizer,
     BitsAndBytesConfig,
     PreTrainedModel,
@@ -37,6 +38,7 @@ from lit_align.embedded import EMBEDDED_NAMES, embedded_model_path
 from lit_align.errors import ModelLoadError
 
 POLICY_KEY = "model.init_args.policy.name_or_path"
+Head = Literal["causal_lm", "reward"]
 
 
 class Finetune(StrEnum):
@@ -157,7 +159,9 @@ def load_tokenizer(
     return tokenizer
 
 
-def _load_causal_lm(spec: ModelSpec, *, quantize: bool, device: torch.device | None = None) -> PreTrainedModel:
+def _load_model(
+    spec: ModelSpec, *, quantize: bool, device: torch.device | None = None, head: Head = "causal_lm"
+) -> PreTrainedModel:
     kwargs: dict = {
         "dtype": _torch_dtype(spec.dtype),
         "trust_remote_code": spec.trust_remote_code,
@@ -177,37 +181,46 @@ def _load_causal_lm(spec: ModelSpec, *, quantize: bool, device: torch.device | N
         kwargs["device_map"] = {"": device or torch.device("cpu")}
     path = resolve_model_path(spec.name_or_path)
     try:
+        if head == "reward":
+            # One scalar per sequence, read at its last token; the new head starts random.
+            return AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"{POLICY_KEY}: cannot load model '{spec.name_or_path}': {_first_line(error)}") from error
 
 
-def load_policy(spec: ModelSpec, *, device: torch.device | None = None) -> PreTrainedModel | PeftModel:
-    """Build the trainable policy: the full model, or the model with LoRA adapters (on a 4-bit base for QLoRA).
+def load_policy(
+    spec: ModelSpec, *, device: torch.device | None = None, head: Head = "causal_lm"
+) -> PreTrainedModel | PeftModel:
+    """Build the trainable model: the full model, or the model with LoRA adapters (on a 4-bit base for QLoRA).
 
     Args:
         spec: What to load and how it trains.
         device: Where 4-bit weights are quantised (QLoRA only); other roles load on CPU and Lightning moves them.
+        head: ``causal_lm`` for policies, ``reward`` for a scalar sequence-classification head (reward models).
 
     """
     finetune = Finetune(spec.finetune)
-    model = _load_causal_lm(spec, quantize=finetune.quantized, device=device)
+    model = _load_model(spec, quantize=finetune.quantized, device=device, head=head)
+    if head == "reward" and model.config.pad_token_id is None:
+        tokenizer = load_tokenizer(spec.name_or_path, trust_remote_code=spec.trust_remote_code)
+        model.config.pad_token_id = tokenizer.pad_token_id
     if finetune.quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing)
     elif spec.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if finetune.has_adapter:
-        model = get_peft_model(model, _lora_config(spec))
+        model = get_peft_model(model, _lora_config(spec, head))
     return model.train()  # from_pretrained returns eval mode; dropout and Lightning expect train mode
 
 
-def _lora_config(spec: ModelSpec) -> LoraConfig:
+def _lora_config(spec: ModelSpec, head: Head = "causal_lm") -> LoraConfig:
     return LoraConfig(
         r=spec.lora_r,
         lora_alpha=spec.lora_alpha,
         lora_dropout=spec.lora_dropout,
         target_modules=spec.lora_target_modules,
-        task_type="CAUSAL_LM",
+        task_type="SEQ_CLS" if head == "reward" else "CAUSAL_LM",  # SEQ_CLS also trains the new score head
     )
 
 
@@ -243,8 +256,9 @@ def save_hf(
     *,
     spec: ModelSpec,
     merge_adapter: bool = True,
+    head: Head = "causal_lm",
 ) -> Path:
-    """Save the policy and its tokenizer as a Hugging Face folder.
+    """Save the policy (or reward model, ``head="reward"``) and its tokenizer as a Hugging Face folder.
 
     A LoRA policy is saved as the adapter alone, or merged into its base when ``merge_adapter`` is True. A QLoRA
     adapter is merged into a freshly loaded full-precision base (merging into 4-bit weights would lose precision).
@@ -253,8 +267,8 @@ def save_hf(
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(policy, PeftModel) and merge_adapter:
         if Finetune(spec.finetune).quantized:
-            base = _load_causal_lm(spec, quantize=False)
-            merged = get_peft_model(base, _lora_config(spec))
+            base = _load_model(spec, quantize=False, head=head)
+            merged = get_peft_model(base, _lora_config(spec, head))
             set_peft_model_state_dict(merged, {k: v.cpu() for k, v in get_peft_model_state_dict(policy).items()})
         else:
             merged = copy.deepcopy(policy).cpu()

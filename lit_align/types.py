@@ -26,3 +26,44 @@ class SFTBatch(TypedDict):
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     labels: torch.Tensor
+
+
+class PairwiseBatch(TypedDict):
+    """Chosen and rejected sequences of B pairs stacked for one forward pass, right-padded.
+
+    Rows ``0..B-1`` are prompt + chosen, rows ``B..2B-1`` prompt + rejected, in the same pair order.
+
+    Attributes:
+        input_ids: Token ids. Shape: (2B, T)
+        attention_mask: 1 for real tokens. Shape: (2B, T)
+        labels: Completion token ids, ``IGNORE_INDEX`` on prompt and padding. Shape: (2B, T)
+        index: Position of each pair in its split (for cached reference log-probs). Shape: (B,)
+
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    index: torch.Tensor
+
+
+class BinaryBatch(TypedDict):
+    """Labelled completions of B rows, plus mismatched (prompt, completion) rows for KTO's KL reference point.
+
+    Rows ``0..B-1`` are prompt i + completion i; rows ``B..2B-1`` are prompt i + the completion of another row
+    (a fixed pairing made by the data module).
+
+    Attributes:
+        input_ids: Token ids. Shape: (2B, T)
+        attention_mask: 1 for real tokens. Shape: (2B, T)
+        labels: Completion token ids, ``IGNORE_INDEX`` elsewhere. Shape: (2B, T)
+        desirable: True for desirable completions. Shape: (B,)
+        index: Position of each row in its split. Shape: (B,)
+
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    desirable: torch.Tensor
+    index: torch.Tensor

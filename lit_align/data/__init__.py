@@ -1,6 +1,8 @@
 """Data shapes as Lightning data modules, plus the sources, templates and collation they share."""
 
+from lit_align.data.binary import BinaryDataModule
+from lit_align.data.pairwise import PairwiseDataModule
 from lit_align.data.sft import SFTDataModule
 from lit_align.data.sources import DataSource
 
-__all__ = ["DataSource", "SFTDataModule"]
+__all__ = ["BinaryDataModule", "DataSource", "PairwiseDataModule", "SFTDataModule"]

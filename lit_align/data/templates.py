@@ -57,3 +57,54 @@ def _require_template(tokenizer: PreTrainedTokenizerBase) -> None:
             f"tokenizer '{tokenizer.name_or_path}' has no chat template but the data are chat messages; "
             "use plain-text fields or a tokenizer with a chat template"
         )
+
+
+def split_implicit_prompt(chosen: str | Messages, rejected: str | Messages) -> tuple:
+    """Split two whole conversations that share a beginning (HH-RLHF style) into prompt, chosen and rejected.
+
+    Message lists: the prompt is the longest run of identical leading messages. Text: the longest common prefix,
+    cut back to its last whitespace so no word is split.
+
+    Returns:
+        ``(prompt, chosen_rest, rejected_rest)``; the prompt is empty when the two share nothing.
+
+    """
+    if is_conversational(chosen) and is_conversational(rejected):
+        n = 0
+        while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
+            n += 1
+        return chosen[:n], chosen[n:], rejected[n:]
+    n = 0
+    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
+        n += 1
+    cut = max(chosen.rfind(" ", 0, n), chosen.rfind("\n", 0, n)) if n < max(len(chosen), len(rejected)) else n
+    cut = max(cut, 0)
+    return chosen[:cut], chosen[cut:], rejected[cut:]
+
+
+def fit_to_length(
+    prompt_ids: list[int], completions: list[list[int]], max_length: int, max_prompt_length: int | None
+) -> tuple[list[int], list[list[int]], bool]:
+    """Cut a prompt and its completions to ``max_length``, keeping the prompt's end and each completion's start.
+
+    The prompt is first cut to its last ``max_prompt_length`` tokens (when set and needed); then each completion
+    is cut to the room left.
+
+    Returns:
+        ``(prompt_ids, completions, truncated)``.
+
+    Raises:
+        ValueError: The prompt leaves no room for any completion token.
+
+    """
+    longest = max(len(c) for c in completions)
+    if len(prompt_ids) + longest <= max_length:
+        return prompt_ids, completions, False
+    if max_prompt_length is not None and len(prompt_ids) > max_prompt_length:
+        prompt_ids = prompt_ids[-max_prompt_length:]
+    room = max_length - len(prompt_ids)
+    if room <= 0:
+        raise ValueError(
+            f"the prompt ({len(prompt_ids)} tokens) leaves no room for the completion at max_length={max_length}"
+        )
+    return prompt_ids, [c[:room] for c in completions], True

@@ -14,6 +14,7 @@ from pathlib import Path
 
 EMBEDDED_DIR = Path(__file__).parent
 EMBEDDED_NAMES = ("lit-align/tiny-base", "lit-align/tiny-sft")
+BUILD_VERSION = 2  # bump when build.py changes what it writes, so stale cached copies are not reused
 
 
 def cache_dir() -> Path:
@@ -29,7 +30,7 @@ def embedded_model_path(name: str) -> Path:
         raise KeyError(name)
     import torch
 
-    path = cache_dir() / f"tiny-base-torch{torch.__version__.split('+')[0]}"
+    path = cache_dir() / f"tiny-base-v{BUILD_VERSION}-torch{torch.__version__.split('+')[0]}"
     if not (path / "model.safetensors").exists():
         from lit_align.embedded.build import write_base
 

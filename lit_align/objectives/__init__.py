@@ -1,5 +1,9 @@
 """Training objectives, one LightningModule per family."""
 
+from lit_align.objectives.dpo import DPO
+from lit_align.objectives.kto import KTO
+from lit_align.objectives.reference_free import ORPO, SimPO
+from lit_align.objectives.reward_model import RewardModel
 from lit_align.objectives.sft import SFT
 
-__all__ = ["SFT"]
+__all__ = ["DPO", "KTO", "ORPO", "RewardModel", "SFT", "SimPO"]

@@ -9,7 +9,7 @@ from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lit_align.losses.sft import sft_loss
-from lit_align.metrics import token_accuracy
+from lit_align.metrics import log_metrics, token_accuracy
 from lit_align.modeling import ModelSpec, load_policy
 from lit_align.objectives.optim import configure_optimizers
 from lit_align.ops.logprobs import shift_labels, token_logps
@@ -60,9 +60,8 @@ class SFT(LightningModule):
         logits = self(batch["input_ids"], batch["attention_mask"])
         targets, loss_mask = shift_labels(batch["labels"])
         out = sft_loss(token_logps(logits, targets), loss_mask)
-        metrics = {f"{stage}/loss": out.loss, f"{stage}/token_accuracy": token_accuracy(logits, targets, loss_mask)}
-        size = batch["input_ids"].shape[0]
-        self.log_dict(metrics, prog_bar=True, batch_size=size, sync_dist=stage != "train")
+        metrics = {"loss": out.loss, "token_accuracy": token_accuracy(logits, targets, loss_mask)}
+        log_metrics(self, metrics, stage, batch_size=batch["input_ids"].shape[0])
         return out.loss
 
     def training_step(self, batch: SFTBatch, batch_idx: int) -> torch.Tensor:

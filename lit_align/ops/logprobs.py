@@ -63,3 +63,19 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """
     assert values.shape == mask.shape, f"values {tuple(values.shape)} and mask {tuple(mask.shape)} differ"
     return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log-probability of each row's labelled tokens, and how many there are.
+
+    Args:
+        logits: Next-token scores of a causal LM. Shape: (B, T, V)
+        labels: Token ids where they count, ``IGNORE_INDEX`` elsewhere (unshifted). Shape: (B, T)
+
+    Returns:
+        ``(logps, num_tokens)``: sum of log p over counted tokens, and their count. Shapes: (B,), (B,)
+
+    """
+    targets, loss_mask = shift_labels(labels)
+    per_token = token_logps(logits, targets) * loss_mask
+    return per_token.sum(-1), loss_mask.sum(-1)

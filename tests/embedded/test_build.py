@@ -22,7 +22,7 @@ def test_base_is_built_on_demand_into_the_cache(tmp_path, monkeypatch):
 
 def test_tokenizer_round_trips_text_one_token_per_character():
     tokenizer = build_tokenizer()
-    text = "What is 47 * 8? Compute it!"
+    text = "What is 47 * 8?\nCompute it!"
     ids = tokenizer(text, add_special_tokens=False).input_ids
     assert len(ids) == len(text)
     assert tokenizer.decode(ids) == text

@@ -1,0 +1,153 @@
+"""BinaryDataModule: prompt, completion and a true/false label -> :class:`BinaryBatch` es (KTO)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from functools import partial
+from typing import Any
+
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader
+
+from lit_align.data.arithmetic import Shape
+from lit_align.data.collate import collate_binary
+from lit_align.data.rows import OnBadRow, make_loader, tokenize_rows
+from lit_align.data.sources import DataSource, Split, load_splits
+from lit_align.data.templates import fit_to_length, tokenize_prompt_completion
+from lit_align.data.validation import bool_field, text_or_messages
+from lit_align.errors import DataError
+from lit_align.modeling import load_tokenizer
+
+
+class BinaryDataModule(LightningDataModule):
+    """Unpaired feedback: each row is a prompt, a completion and a boolean label (True = desirable).
+
+    With ``unpair: true`` the rows are pairwise (prompt, chosen, rejected) and each pair becomes a desirable and
+    an undesirable row. Every row also carries the completion of another row (a fixed random pairing) so KTO can
+    estimate its KL reference point on mismatched (prompt, completion) pairs, and so reference log-probs of those
+    pairs can be precomputed. Labels must be real booleans: 1, "true" or "yes" are refused.
+    """
+
+    def __init__(
+        self,
+        tokenizer: str = "lit-align/tiny-sft",
+        source: DataSource = DataSource(),  # noqa: B008 (frozen dataclass)
+        max_length: int = 512,
+        max_prompt_length: int | None = None,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        prompt_field: str = "prompt",
+        completion_field: str = "completion",
+        label_field: str = "label",
+        unpair: bool = False,
+        on_bad_row: OnBadRow = "error",
+        num_workers: int = 0,
+        trust_remote_code: bool = False,
+        seed: int = 0,
+    ) -> None:
+        """Configure the data.
+
+        Args:
+            tokenizer: Tokenizer name or path; the CLI links it to the policy's ``name_or_path``.
+            source: Where the rows come from (see :class:`DataSource`).
+            max_length: Maximum tokens of prompt + completion.
+            max_prompt_length: Keep at most this many prompt tokens (its end) when a row is too long.
+            batch_size: Rows per training batch (per device).
+            eval_batch_size: Rows per validation batch; defaults to ``batch_size``.
+            prompt_field: Column of the prompt (text or messages).
+            completion_field: Column of the completion (text or messages).
+            label_field: Column of the boolean label.
+            unpair: Read pairwise rows (``prompt``/``chosen``/``rejected``) and split each into two labelled rows.
+            on_bad_row: ``error`` stops at the first bad row; ``skip`` drops bad rows and counts them.
+            num_workers: DataLoader worker processes.
+            trust_remote_code: Allow tokenizer code from the hub; the CLI links it to the policy's setting.
+            seed: Seed of the pairing of rows with the mismatched completions used for the KL estimate.
+
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.source = source
+        self.tokenizer = None
+        self.rows: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
+        self.stats: dict[str, Counter] = {}
+
+    def setup(self, stage: str) -> None:
+        """Load, validate and tokenize the rows, then pair each with another row's completion."""
+        if self.tokenizer is not None:
+            return
+        hp = self.hparams
+        self.tokenizer = load_tokenizer(
+            hp.tokenizer, trust_remote_code=hp.trust_remote_code, key="data.init_args.tokenizer"
+        )
+        train, val = load_splits(self.source, Shape.PAIRWISE if hp.unpair else Shape.BINARY)
+        for name, split in (("train", train), ("val", val)):
+            if split is None:
+                continue
+            encode = self._encode_pair if hp.unpair else self._encode
+            rows, self.stats[name] = tokenize_rows(split, partial(encode, split), hp.on_bad_row)
+            self.rows[name] = _with_mismatched_completions(_flatten(rows), random.Random(hp.seed))
+
+    def _encode(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:
+        hp = self.hparams
+        label = bool_field(row, hp.label_field, split.origin, index)
+        completion = text_or_messages(row, hp.completion_field, split.origin, index)
+        return _items([self._tokenize(split, row, index, completion, label)])
+
+    def _encode_pair(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:
+        chosen = text_or_messages(row, "chosen", split.origin, index)
+        rejected = text_or_messages(row, "rejected", split.origin, index)
+        if chosen == rejected:
+            raise DataError(split.origin, "chosen and rejected are identical", row=index + 1, field="rejected")
+        return _items(
+            [self._tokenize(split, row, index, chosen, True), self._tokenize(split, row, index, rejected, False)]
+        )
+
+    def _tokenize(self, split: Split, row: dict, index: int, completion: Any, label: bool) -> dict[str, Any]:
+        hp = self.hparams
+        prompt = text_or_messages(row, hp.prompt_field, split.origin, index)
+        prompt_ids, completion_ids = tokenize_prompt_completion(self.tokenizer, prompt, completion)
+        try:
+            prompt_ids, (completion_ids,), truncated = fit_to_length(
+                prompt_ids, [completion_ids], hp.max_length, hp.max_prompt_length
+            )
+        except ValueError as error:
+            raise DataError(split.origin, str(error), row=index + 1, field=hp.prompt_field) from error
+        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "label": label, "truncated": truncated}
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training rows."""
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Validation rows (none when the source has no validation rows)."""
+        return self._loader("val", shuffle=False) if self.rows["val"] else []
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        hp = self.hparams
+        size = hp.batch_size if split == "train" else hp.eval_batch_size or hp.batch_size
+        collate = partial(collate_binary, pad_token_id=self.tokenizer.pad_token_id)
+        return make_loader(self.rows[split], size, collate, shuffle=shuffle, num_workers=hp.num_workers)
+
+    def ordered_dataloaders(self) -> dict[str, DataLoader]:
+        """Unshuffled loaders over every split, for precomputing reference log-probs once."""
+        return {name: self._loader(name, shuffle=False) for name, rows in self.rows.items() if rows}
+
+
+def _items(items: list[dict[str, Any]]) -> dict[str, Any]:
+    # One source row yields one item (or two when unpairing); it counts as truncated once.
+    return {"items": items, "truncated": any([item.pop("truncated") for item in items])}
+
+
+def _flatten(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [item for row in rows for item in row["items"]]
+
+
+def _with_mismatched_completions(items: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
+    """Give every item an index and the (prompt-truncated) completion of another item, in a fixed pairing."""
+    order = list(range(len(items)))
+    rng.shuffle(order)
+    partner = {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}
+    return [
+        {**item, "index": i, "kl_completion_ids": items[partner[i]]["completion_ids"]} for i, item in enumerate(items)
+    ]

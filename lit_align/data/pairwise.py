@@ -1,0 +1,135 @@
+"""PairwiseDataModule: prompt, chosen and rejected completions -> :class:`PairwiseBatch` es."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import partial
+from typing import Any
+
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader
+
+from lit_align.data.arithmetic import Shape
+from lit_align.data.collate import collate_pairwise
+from lit_align.data.rows import OnBadRow, make_loader, tokenize_rows
+from lit_align.data.sources import DataSource, Split, load_splits
+from lit_align.data.templates import fit_to_length, split_implicit_prompt, tokenize_prompt_completion
+from lit_align.data.validation import text_or_messages
+from lit_align.errors import DataError
+from lit_align.modeling import load_tokenizer
+
+
+class PairwiseDataModule(LightningDataModule):
+    """Preference pairs: a prompt, a chosen and a rejected completion (plain text or chat messages).
+
+    When the data have no prompt column, chosen and rejected are whole conversations sharing a beginning
+    (HH-RLHF style) and the shared part becomes the prompt. Rows longer than ``max_length`` keep the prompt's end
+    and the completions' start; such rows are counted. Identical chosen and rejected, empty completions and
+    prompts that leave no room for a completion stop the run, or are skipped and counted with
+    ``on_bad_row: skip``.
+    """
+
+    def __init__(
+        self,
+        tokenizer: str = "lit-align/tiny-sft",
+        source: DataSource = DataSource(),  # noqa: B008 (frozen dataclass)
+        max_length: int = 512,
+        max_prompt_length: int | None = None,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        prompt_field: str = "prompt",
+        chosen_field: str = "chosen",
+        rejected_field: str = "rejected",
+        on_bad_row: OnBadRow = "error",
+        num_workers: int = 0,
+        trust_remote_code: bool = False,
+    ) -> None:
+        """Configure the data.
+
+        Args:
+            tokenizer: Tokenizer name or path; the CLI links it to the policy's ``name_or_path``.
+            source: Where the rows come from (see :class:`DataSource`).
+            max_length: Maximum tokens of prompt + completion.
+            max_prompt_length: Keep at most this many prompt tokens (its end) when a row is too long.
+            batch_size: Pairs per training batch (per device).
+            eval_batch_size: Pairs per validation batch; defaults to ``batch_size``.
+            prompt_field: Column of the prompt; when the data lack it, the prompt is the shared beginning.
+            chosen_field: Column of the preferred completion.
+            rejected_field: Column of the dispreferred completion.
+            on_bad_row: ``error`` stops at the first bad row; ``skip`` drops bad rows and counts them.
+            num_workers: DataLoader worker processes.
+            trust_remote_code: Allow tokenizer code from the hub; the CLI links it to the policy's setting.
+
+        """
+        super().__init__()
+        if max_prompt_length is not None and max_prompt_length >= max_length:
+            raise ValueError(f"max_prompt_length ({max_prompt_length}) must be below max_length ({max_length})")
+        self.save_hyperparameters()
+        self.source = source
+        self.tokenizer = None
+        self.rows: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
+        self.stats: dict[str, Counter] = {}
+
+    def setup(self, stage: str) -> None:
+        """Load, validate and tokenize the rows (once per process)."""
+        if self.tokenizer is not None:
+            return
+        hp = self.hparams
+        self.tokenizer = load_tokenizer(
+            hp.tokenizer, trust_remote_code=hp.trust_remote_code, key="data.init_args.tokenizer"
+        )
+        train, val = load_splits(self.source, Shape.PAIRWISE)
+        for name, split in (("train", train), ("val", val)):
+            if split is not None:
+                self.rows[name], self.stats[name] = tokenize_rows(split, partial(self._encode, split), hp.on_bad_row)
+
+    def _encode(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:
+        hp, origin = self.hparams, split.origin
+        chosen = text_or_messages(row, hp.chosen_field, origin, index)
+        rejected = text_or_messages(row, hp.rejected_field, origin, index)
+        if hp.prompt_field in row:
+            prompt = text_or_messages(row, hp.prompt_field, origin, index)
+        else:
+            prompt, chosen, rejected = split_implicit_prompt(chosen, rejected)
+            for field, rest in ((hp.chosen_field, chosen), (hp.rejected_field, rejected)):
+                if not rest:
+                    raise DataError(
+                        origin,
+                        "nothing left after the prompt shared with the other completion",
+                        row=index + 1,
+                        field=field,
+                    )
+        if chosen == rejected:
+            raise DataError(origin, "chosen and rejected are identical", row=index + 1, field=hp.rejected_field)
+        prompt_ids, chosen_ids = tokenize_prompt_completion(self.tokenizer, prompt, chosen)
+        _, rejected_ids = tokenize_prompt_completion(self.tokenizer, prompt, rejected)
+        try:
+            prompt_ids, (chosen_ids, rejected_ids), truncated = fit_to_length(
+                prompt_ids, [chosen_ids, rejected_ids], hp.max_length, hp.max_prompt_length
+            )
+        except ValueError as error:
+            raise DataError(origin, str(error), row=index + 1, field=hp.prompt_field) from error
+        return {
+            "prompt_ids": prompt_ids,
+            "chosen_ids": chosen_ids,
+            "rejected_ids": rejected_ids,
+            "truncated": truncated,
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training pairs."""
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Validation pairs (none when the source has no validation rows)."""
+        return self._loader("val", shuffle=False) if self.rows["val"] else []
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        hp = self.hparams
+        size = hp.batch_size if split == "train" else hp.eval_batch_size or hp.batch_size
+        collate = partial(collate_pairwise, pad_token_id=self.tokenizer.pad_token_id)
+        return make_loader(self.rows[split], size, collate, shuffle=shuffle, num_workers=hp.num_workers)
+
+    def ordered_dataloaders(self) -> dict[str, DataLoader]:
+        """Unshuffled loaders over every split, for precomputing reference log-probs once."""
+        return {name: self._loader(name, shuffle=False) for name, rows in self.rows.items() if rows}

@@ -1,0 +1,55 @@
+"""What every data module does with its rows: tokenize each one, skip or stop on bad ones, count and report."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Literal
+
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.data import DataLoader
+
+from lit_align.data.sources import Split
+from lit_align.errors import DataError, LitAlignError
+
+OnBadRow = Literal["error", "skip"]
+
+
+def tokenize_rows(
+    split: Split, encode: Callable[[dict[str, Any], int], dict[str, Any]], on_bad_row: OnBadRow
+) -> tuple[list[dict[str, Any]], Counter]:
+    """Apply ``encode(row, index)`` to every row; each result gets its ``index`` in the split.
+
+    ``encode`` raises :class:`DataError` for a bad row (and may add ``"truncated": True`` to its result). With
+    ``on_bad_row="skip"`` such rows are dropped and counted by reason; otherwise the first one stops the run.
+
+    Returns:
+        The encoded rows, and counts: ``rows``, ``truncated``, ``skipped`` and ``skipped: <reason>``.
+
+    """
+    out: list[dict[str, Any]] = []
+    stats: Counter = Counter(rows=len(split.rows))
+    for index, row in enumerate(split.rows):
+        try:
+            encoded = encode(row, index)
+        except DataError as error:
+            if on_bad_row == "error":
+                raise
+            stats["skipped"] += 1
+            stats[f"skipped: {str(error).rsplit(': ', 1)[-1]}"] += 1
+            continue
+        except LitAlignError as error:  # template problems: name the row
+            raise DataError(split.origin, str(error), row=index + 1) from error
+        stats["truncated"] += bool(encoded.pop("truncated", False))
+        out.append({**encoded, "index": len(out)})
+    if stats["truncated"] or stats["skipped"]:
+        details = ", ".join(f"{v} {k}" for k, v in sorted(stats.items()) if k != "rows")
+        rank_zero_warn(f"{split.origin}: {stats['rows']} rows: {details}")
+    if not out:
+        raise DataError(split.origin, "no usable row left")
+    return out, stats
+
+
+def make_loader(rows: list, batch_size: int, collate: Callable, *, shuffle: bool, num_workers: int) -> DataLoader:
+    """DataLoader over tokenized rows."""
+    return DataLoader(rows, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, num_workers=num_workers)

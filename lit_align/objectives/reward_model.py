@@ -1,0 +1,87 @@
+"""RewardModel: a Bradley-Terry reward model (scalar head on any Hugging Face backbone) trained on pairs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+
+from lit_align.losses.reward import bradley_terry_loss
+from lit_align.metrics import log_metrics
+from lit_align.modeling import ModelSpec, load_policy
+from lit_align.objectives.optim import configure_optimizers
+from lit_align.types import PairwiseBatch
+
+
+class RewardModel(LightningModule):
+    """Train a scalar reward ``r(prompt, completion)`` so that chosen completions outscore rejected ones.
+
+    The model is ``AutoModelForSequenceClassification`` with one label (the score is read at the last token).
+    It is named ``policy`` like every objective's trained model, so the same overlays (LoRA, QLoRA) apply.
+    Logs ``{stage}/loss``, ``accuracy`` (chosen scored higher), ``margin``, ``rewards/chosen``, ``rewards/rejected``.
+    The saved Hugging Face folder loads with ``AutoModelForSequenceClassification`` and scores pairs through
+    :class:`lit_align.rewards.model.RewardModelScorer`.
+    """
+
+    head = "reward"
+
+    def __init__(
+        self,
+        policy: ModelSpec = ModelSpec(),  # noqa: B008 (frozen dataclass)
+        center_rewards_coefficient: float = 0.0,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        """Configure the objective.
+
+        Args:
+            policy: The backbone to train and how (full, LoRA, QLoRA); a scalar head is added.
+            center_rewards_coefficient: Weight of a ``mean((r_c + r_r)^2)`` term that keeps scores centred on 0
+                (Eisenstein et al., 2023; arXiv:2312.09244); 0 disables it.
+            optimizer: Optimizer class and arguments.
+            lr_scheduler: Optional scheduler, stepped after every optimizer step.
+
+        """
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
+        self.policy: torch.nn.Module | None = None
+
+    def configure_model(self) -> None:
+        """Build the backbone with its scalar head (idempotent)."""
+        if self.policy is None:
+            device = self.trainer.strategy.root_device if self._trainer is not None else None
+            self.policy = load_policy(self.policy_spec, device=device, head="reward")
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Return one scalar reward per row, shape (N,)."""
+        return self.policy(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits.squeeze(-1)
+
+    def _shared_step(self, batch: PairwiseBatch, stage: str) -> torch.Tensor:
+        chosen, rejected = self(batch["input_ids"], batch["attention_mask"]).float().chunk(2)  # (B,), (B,)
+        loss = bradley_terry_loss(chosen, rejected).mean()
+        if self.hparams.center_rewards_coefficient:
+            loss = loss + self.hparams.center_rewards_coefficient * ((chosen + rejected) ** 2).mean()
+        metrics = {
+            "loss": loss,
+            "accuracy": (chosen > rejected).float().mean(),
+            "margin": (chosen - rejected).detach().mean(),
+            "rewards/chosen": chosen.detach().mean(),
+            "rewards/rejected": rejected.detach().mean(),
+        }
+        log_metrics(self, metrics, stage, batch_size=len(chosen))
+        return loss
+
+    def training_step(self, batch: PairwiseBatch, batch_idx: int) -> torch.Tensor:
+        """One optimisation step on a batch of pairs."""
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: PairwiseBatch, batch_idx: int) -> None:
+        """Log held-out pairwise accuracy and margin."""
+        self._shared_step(batch, "val")
+
+    def configure_optimizers(self) -> Any:
+        """Optimizer over trainable parameters."""
+        return configure_optimizers(self, self.optimizer, self.lr_scheduler)

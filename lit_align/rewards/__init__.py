@@ -1,0 +1,1 @@
+"""Reward callables for online objectives, and scoring with trained reward models."""

@@ -1,0 +1,59 @@
+import pytest
+
+from lit_align.data.binary import BinaryDataModule
+from lit_align.data.sources import DataSource
+from lit_align.errors import DataError
+from lit_align.types import IGNORE_INDEX
+from tests.helpers import write_jsonl
+
+
+def _module(tmp_path, rows, **kwargs):
+    path = write_jsonl(tmp_path / "binary.jsonl", rows)
+    return BinaryDataModule(tokenizer="lit-align/tiny-sft", source=DataSource(path=str(path)), **kwargs)
+
+
+def test_rows_carry_label_and_a_mismatched_completion(tmp_path, tiny_tokenizer):
+    rows = [{"prompt": f"q{i}", "completion": f"a{i}", "label": i % 2 == 0} for i in range(4)]
+    dm = _module(tmp_path, rows, batch_size=4)
+    dm.setup("fit")
+    items = dm.rows["train"]
+    assert [r["label"] for r in items] == [True, False, True, False]
+    # the mismatched completions are a permutation of the completions with no row paired with itself
+    own = [tuple(r["completion_ids"]) for r in items]
+    other = [tuple(r["kl_completion_ids"]) for r in items]
+    assert sorted(own) == sorted(other) and all(a != b for a, b in zip(own, other, strict=True))
+    batch = next(iter(dm._loader("train", shuffle=False)))
+    assert batch["input_ids"].shape[0] == 8 and batch["desirable"].tolist() == [True, False, True, False]
+    kl_row = [t for t in batch["labels"][4].tolist() if t != IGNORE_INDEX]
+    assert kl_row == list(items[0]["kl_completion_ids"])
+
+
+def test_unpair_turns_each_pair_into_two_labelled_rows(tmp_path, tiny_tokenizer):
+    dm = _module(tmp_path, [{"prompt": "q", "chosen": "good", "rejected": "bad"}], unpair=True)
+    dm.setup("fit")
+    items = dm.rows["train"]
+    assert [(tiny_tokenizer.decode(r["completion_ids"]), r["label"]) for r in items] == [
+        ("good</s>", True),
+        ("bad</s>", False),
+    ]
+
+
+# Note: datasets decodes a string "true" in a mixed JSON column to the boolean true, so it cannot be caught here.
+@pytest.mark.parametrize("label", [1, "yes", None])
+def test_label_must_be_boolean(tmp_path, label):
+    dm = _module(
+        tmp_path,
+        [{"prompt": "q", "completion": "a", "label": True}, {"prompt": "q", "completion": "a", "label": label}],
+    )
+    with pytest.raises(DataError) as info:
+        dm.setup("fit")
+    expected = "is missing" if label is None else f"must be true or false, got {label!r}"
+    assert str(info.value) == f"{tmp_path / 'binary.jsonl'}: row 2: field 'label': {expected}"
+
+
+def test_non_boolean_labels_can_be_skipped_and_counted(tmp_path):
+    rows = [{"prompt": "q", "completion": "a", "label": True}, {"prompt": "q", "completion": "b", "label": "yes"}]
+    dm = _module(tmp_path, rows, on_bad_row="skip")
+    with pytest.warns(UserWarning, match="1 skipped"):
+        dm.setup("fit")
+    assert len(dm.rows["train"]) == 1 and dm.stats["train"]["skipped"] == 1

@@ -1,0 +1,92 @@
+import pytest
+
+from lit_align.data.pairwise import PairwiseDataModule
+from lit_align.data.sources import DataSource
+from lit_align.data.templates import split_implicit_prompt
+from lit_align.errors import DataError
+from lit_align.types import IGNORE_INDEX
+from tests.helpers import write_jsonl
+
+
+def _module(tmp_path, rows, **kwargs):
+    path = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    return PairwiseDataModule(tokenizer="lit-align/tiny-sft", source=DataSource(path=str(path)), **kwargs)
+
+
+def test_chat_pairs_stack_chosen_then_rejected(tmp_path, tiny_tokenizer):
+    row = {
+        "prompt": [{"role": "user", "content": "1+1?"}],
+        "chosen": [{"role": "assistant", "content": "2"}],
+        "rejected": [{"role": "assistant", "content": "30"}],
+    }
+    dm = _module(tmp_path, [row, row])
+    dm.setup("fit")
+    batch = next(iter(dm._loader("train", shuffle=False)))
+    assert batch["input_ids"].shape[0] == 4 and batch["index"].tolist() == [0, 1]
+    decoded = [tiny_tokenizer.decode([t for t in row if t != IGNORE_INDEX]) for row in batch["labels"].tolist()]
+    assert decoded == ["2</s>", "2</s>", "30</s>", "30</s>"]
+    prompt_ids = batch["input_ids"][0][: len("<|user|>1+1?<|end|><|assistant|>") - 27]
+    assert tiny_tokenizer.decode(batch["input_ids"][2][batch["attention_mask"][2].bool()]).startswith("<|user|>1+1?")
+    assert prompt_ids.numel() > 0
+
+
+def test_implicit_prompt_from_shared_conversation(tmp_path, tiny_tokenizer):
+    chosen = "\n\nHuman: hi\n\nAssistant: hello there"
+    rejected = "\n\nHuman: hi\n\nAssistant: help"
+    assert split_implicit_prompt(chosen, rejected) == ("\n\nHuman: hi\n\nAssistant:", " hello there", " help")
+    messages = [{"role": "user", "content": "q"}]
+    assert (
+        split_implicit_prompt(
+            messages + [{"role": "assistant", "content": "a"}], messages + [{"role": "assistant", "content": "b"}]
+        )[0]
+        == messages
+    )
+    dm = _module(tmp_path, [{"chosen": chosen, "rejected": rejected}])
+    dm.setup("fit")
+    assert tiny_tokenizer.decode(dm.rows["train"][0]["prompt_ids"]) == "\n\nHuman: hi\n\nAssistant:"
+
+
+def test_truncation_keeps_prompt_end_and_completion_start_and_counts(tmp_path, tiny_tokenizer):
+    rows = [
+        {"prompt": "abcdefghij", "chosen": "0123456789", "rejected": "ABCDEFGHIJ"},
+        {"prompt": "p", "chosen": "c", "rejected": "r"},
+    ]
+    dm = _module(tmp_path, rows, max_length=12, max_prompt_length=6)
+    with pytest.warns(UserWarning, match="2 rows: 1 truncated"):
+        dm.setup("fit")
+    row = dm.rows["train"][0]
+    assert tiny_tokenizer.decode(row["prompt_ids"]) == "efghij"
+    assert (
+        tiny_tokenizer.decode(row["chosen_ids"]) == "012345" and tiny_tokenizer.decode(row["rejected_ids"]) == "ABCDEF"
+    )
+    assert dm.stats["train"]["truncated"] == 1
+
+
+BAD = [
+    (
+        {"prompt": "p", "chosen": "same", "rejected": "same"},
+        "row 2: field 'rejected': chosen and rejected are identical",
+    ),
+    ({"prompt": "p", "chosen": "", "rejected": "r"}, "row 2: field 'chosen': is empty"),
+    (
+        {"prompt": "p" * 30, "chosen": "c", "rejected": "r"},
+        "row 2: field 'prompt': the prompt (30 tokens) leaves no room for the completion at max_length=20",
+    ),
+]
+
+
+@pytest.mark.parametrize(("row", "message"), BAD)
+def test_bad_pairs_stop_with_file_row_and_field(tmp_path, row, message):
+    dm = _module(tmp_path, [{"prompt": "p", "chosen": "c", "rejected": "r"}, row], max_length=20)
+    with pytest.raises(DataError) as info:
+        dm.setup("fit")
+    assert str(info.value) == f"{tmp_path / 'pairs.jsonl'}: {message}"
+
+
+def test_bad_pairs_are_skipped_and_counted_when_asked(tmp_path):
+    good = {"prompt": "p", "chosen": "c", "rejected": "r"}
+    dm = _module(tmp_path, [good] + [row for row, _ in BAD], max_length=20, on_bad_row="skip")
+    with pytest.warns(UserWarning, match="3 skipped"):
+        dm.setup("fit")
+    assert len(dm.rows["train"]) == 1 and dm.stats["train"]["skipped"] == 3
+    assert dm.stats["train"]["skipped: chosen and rejected are identical"] == 1
