@@ -1,5 +1,23 @@
 """Pure loss functions, one file per family (torch only)."""
 
-from lit_align.losses.sft import SFTLossOutput, sft_loss
+from lit_align.losses.kto import KTOLossOutput, kto_loss
+from lit_align.losses.preference import PreferenceLossOutput, dpo_loss, hinge_loss, ipo_loss, robust_dpo_loss
+from lit_align.losses.reference_free import orpo_loss, simpo_loss
+from lit_align.losses.reward import bradley_terry_loss
+from lit_align.losses.sft import SFTLossOutput, sequence_nll_loss, sft_loss
 
-__all__ = ["SFTLossOutput", "sft_loss"]
+__all__ = [
+    "KTOLossOutput",
+    "PreferenceLossOutput",
+    "SFTLossOutput",
+    "bradley_terry_loss",
+    "dpo_loss",
+    "hinge_loss",
+    "ipo_loss",
+    "kto_loss",
+    "orpo_loss",
+    "robust_dpo_loss",
+    "sequence_nll_loss",
+    "sft_loss",
+    "simpo_loss",
+]

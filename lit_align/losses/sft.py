@@ -42,3 +42,20 @@ def sft_loss(token_logps: torch.Tensor, loss_mask: torch.Tensor) -> SFTLossOutpu
 
     """
     return SFTLossOutput(loss=-masked_mean(token_logps, loss_mask), num_tokens=loss_mask.sum())
+
+
+def sequence_nll_loss(logps: torch.Tensor, num_tokens: torch.Tensor) -> torch.Tensor:
+    """Token-mean negative log-likelihood from summed sequence log-probs (the NLL term of RPO and ORPO-style losses).
+
+    loss = - sum_b logps[b] / sum_b num_tokens[b]  (the same token mean as :func:`sft_loss`).
+
+    Args:
+        logps: Summed log-probability of each sequence's counted tokens. Shape: (B,)
+        num_tokens: Counted tokens of each sequence. Shape: (B,)
+
+    Returns:
+        Scalar loss. Shape: ()
+
+    """
+    assert logps.shape == num_tokens.shape and logps.dim() == 1, "logps and num_tokens must both be (B,)"
+    return -logps.sum() / num_tokens.sum().clamp(min=1)

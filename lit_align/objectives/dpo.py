@@ -12,9 +12,17 @@ from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lit_align.losses.preference import PreferenceLossOutput, dpo_loss, hinge_loss, ipo_loss, robust_dpo_loss
+from lit_align.losses.sft import sequence_nll_loss
 from lit_align.metrics import log_metrics, preference_metrics, sequence_kl
-from lit_align.modeling import Finetune, ModelSpec, build_reference, load_policy
-from lit_align.objectives.logps import ReferenceMode, policy_logps, precompute_reference, reference_logps
+from lit_align.modeling import Finetune, ModelSpec
+from lit_align.objectives.logps import (
+    ReferenceMode,
+    batch_reference_logps,
+    checkpoint_without_reference,
+    load_roles,
+    policy_logps,
+    precompute_reference,
+)
 from lit_align.objectives.optim import configure_optimizers
 from lit_align.types import PairwiseBatch
 
@@ -87,9 +95,7 @@ class DPO(LightningModule):
         if self.policy is not None:
             return
         device = self.trainer.strategy.root_device if self._trainer is not None else None
-        self.policy = load_policy(self.policy_spec, device=device)
-        if self.reference_mode is ReferenceMode.COPY:
-            self.reference = build_reference(self.policy_spec, self.policy)
+        self.policy, self.reference = load_roles(self.policy_spec, self.reference_mode, device)
 
     def on_fit_start(self) -> None:
         """In ``precomputed`` mode, score every row with the initial policy once."""
@@ -100,23 +106,15 @@ class DPO(LightningModule):
         """Return policy log-probs and completion lengths of every stacked row, each of shape (2B,)."""
         return policy_logps(self.policy, batch)
 
-    def _reference(self, batch: PairwiseBatch, stage: str) -> torch.Tensor:
-        if self.reference_mode is ReferenceMode.PRECOMPUTED:
-            cached = self.ref_cache[stage][batch["index"].cpu()].to(self.device)  # (B, 2)
-            return torch.cat([cached[:, 0], cached[:, 1]])
-        return reference_logps(self.policy, self.reference, batch)
-
     def _shared_step(self, batch: PairwiseBatch, stage: str) -> torch.Tensor:
         logps, lengths = self(batch)
-        ref_logps = self._reference(batch, stage)
+        ref_logps = batch_reference_logps(self, batch, stage)
         pc, pr = logps.chunk(2)
         rc, rr = ref_logps.chunk(2)
         out = self.loss_fn(pc, pr, rc, rr)
         loss = out.losses.mean()
-        chosen_lengths = lengths.chunk(2)[0]
         if self.hparams.sft_weight:
-            nll = -pc.sum() / chosen_lengths.sum().clamp(min=1)
-            loss = loss + self.hparams.sft_weight * nll
+            loss = loss + self.hparams.sft_weight * sequence_nll_loss(pc, lengths.chunk(2)[0])
         metrics = {
             "loss": loss,
             **preference_metrics(out.chosen_rewards, out.rejected_rewards, pc, pr, *lengths.chunk(2)),
@@ -139,8 +137,7 @@ class DPO(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Drop the frozen reference copy; keep the precomputed cache."""
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("reference.")}
-        checkpoint["ref_cache"] = self.ref_cache
+        checkpoint_without_reference(checkpoint, self.ref_cache)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore the precomputed cache."""

@@ -10,8 +10,15 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lit_align.losses.kto import kto_loss
 from lit_align.metrics import log_metrics
-from lit_align.modeling import Finetune, ModelSpec, build_reference, load_policy
-from lit_align.objectives.logps import ReferenceMode, policy_logps, precompute_reference, reference_logps
+from lit_align.modeling import Finetune, ModelSpec
+from lit_align.objectives.logps import (
+    ReferenceMode,
+    batch_reference_logps,
+    checkpoint_without_reference,
+    load_roles,
+    policy_logps,
+    precompute_reference,
+)
 from lit_align.objectives.optim import configure_optimizers
 from lit_align.ops.logprobs import masked_mean
 from lit_align.types import BinaryBatch
@@ -62,9 +69,7 @@ class KTO(LightningModule):
         if self.policy is not None:
             return
         device = self.trainer.strategy.root_device if self._trainer is not None else None
-        self.policy = load_policy(self.policy_spec, device=device)
-        if self.reference_mode is ReferenceMode.COPY:
-            self.reference = build_reference(self.policy_spec, self.policy)
+        self.policy, self.reference = load_roles(self.policy_spec, self.reference_mode, device)
 
     def on_fit_start(self) -> None:
         """In ``precomputed`` mode, score every row (and its mismatched row) with the initial policy once."""
@@ -75,15 +80,9 @@ class KTO(LightningModule):
         """Return policy log-probs and completion lengths of every stacked row, each of shape (2B,)."""
         return policy_logps(self.policy, batch)
 
-    def _reference(self, batch: BinaryBatch, stage: str) -> torch.Tensor:
-        if self.reference_mode is ReferenceMode.PRECOMPUTED:
-            cached = self.ref_cache[stage][batch["index"].cpu()].to(self.device)  # (B, 2)
-            return torch.cat([cached[:, 0], cached[:, 1]])
-        return reference_logps(self.policy, self.reference, batch)
-
     def _shared_step(self, batch: BinaryBatch, stage: str) -> torch.Tensor:
         logps, _ = self(batch)
-        ref = self._reference(batch, stage)
+        ref = batch_reference_logps(self, batch, stage)
         policy_y, policy_kl = logps.chunk(2)
         ref_y, ref_kl = ref.chunk(2)
         desirable = batch["desirable"]
@@ -127,8 +126,7 @@ class KTO(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Drop the frozen reference copy; keep the precomputed cache."""
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("reference.")}
-        checkpoint["ref_cache"] = self.ref_cache
+        checkpoint_without_reference(checkpoint, self.ref_cache)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore the precomputed cache."""

@@ -9,7 +9,7 @@ from lightning import LightningModule
 from torch.utils.data import DataLoader
 
 from lit_align.errors import LitAlignError
-from lit_align.modeling import Finetune, reference_mode
+from lit_align.modeling import Finetune, ModelSpec, build_reference, load_policy, reference_mode
 from lit_align.ops.logprobs import sequence_logps
 
 
@@ -75,3 +75,28 @@ def precompute_reference(
             cache[index] = values
         caches[split] = cache
     return caches
+
+
+def load_roles(
+    spec: ModelSpec, mode: ReferenceMode, device: torch.device | None
+) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """Load the policy and, in ``copy`` mode, its frozen reference copy (None in every other mode)."""
+    policy = load_policy(spec, device=device)
+    return policy, build_reference(spec, policy) if mode is ReferenceMode.COPY else None
+
+
+def batch_reference_logps(module: LightningModule, batch: dict, stage: str) -> torch.Tensor:
+    """Reference log-probs of a stacked batch from the module's cache or reference role, shape (2B,).
+
+    The module provides ``reference_mode``, ``ref_cache``, ``policy`` and ``reference``.
+    """
+    if module.reference_mode is ReferenceMode.PRECOMPUTED:
+        cached = module.ref_cache[stage][batch["index"].cpu()].to(module.device)  # (B, 2)
+        return torch.cat([cached[:, 0], cached[:, 1]])
+    return reference_logps(module.policy, module.reference, batch)
+
+
+def checkpoint_without_reference(checkpoint: dict, ref_cache: dict[str, torch.Tensor]) -> None:
+    """Drop the frozen reference copy from a Lightning checkpoint and keep the precomputed cache in it."""
+    checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("reference.")}
+    checkpoint["ref_cache"] = ref_cache

@@ -21,3 +21,14 @@ def test_sft_loss_gradient_raises_counted_logps_only():
     sft_loss(logps, mask).loss.backward()
     # minimising -mean pushes counted log-probs up: gradient -1/2 on them, 0 elsewhere
     assert logps.grad.tolist() == [[-0.5, 0.0, -0.5]]
+
+
+def test_sequence_nll_is_token_mean_of_summed_logps():
+    """Two sequences with summed log-probs -3 (3 tokens) and -1 (1 token): loss = 4 / 4 = 1."""
+    from lit_align.losses.sft import sequence_nll_loss
+
+    logps = torch.tensor([-3.0, -1.0], requires_grad=True)
+    loss = sequence_nll_loss(logps, torch.tensor([3, 1]))
+    assert loss.item() == 1.0
+    loss.backward()
+    assert logps.grad.tolist() == [-0.25, -0.25]  # descent raises every sequence's log-prob

@@ -9,6 +9,7 @@ from lit_align.data import DataSource, PairwiseDataModule
 from lit_align.errors import LitAlignError
 from lit_align.modeling import ModelSpec
 from lit_align.objectives import DPO
+from lit_align.objectives.logps import batch_reference_logps
 
 TINY = "lit-align/tiny-sft"
 
@@ -43,7 +44,7 @@ def _first_step_loss(spec, reference, batch, dm):
     module.policy.eval()  # no dropout: the three modes must agree exactly
     with torch.no_grad():
         logps, _ = module(batch)
-        ref = module._reference(batch, "train")
+        ref = batch_reference_logps(module, batch, "train")
         return module.loss_fn(*logps.chunk(2), *ref.chunk(2)).losses.mean(), logps, ref
 
 

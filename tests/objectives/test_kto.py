@@ -9,7 +9,7 @@ from lit_align.data import BinaryDataModule, DataSource
 from lit_align.losses.kto import kto_loss
 from lit_align.modeling import ModelSpec
 from lit_align.objectives import KTO
-from lit_align.objectives.logps import precompute_reference
+from lit_align.objectives.logps import batch_reference_logps, precompute_reference
 
 TINY = "lit-align/tiny-sft"
 
@@ -36,7 +36,7 @@ def test_kto_reference_modes_agree_on_the_first_step():
         module.policy.eval()
         with torch.no_grad():
             logps, _ = module(batch)
-            ref = module._reference(batch, "train")
+            ref = batch_reference_logps(module, batch, "train")
         out = kto_loss(*logps.chunk(2)[:1], ref.chunk(2)[0], logps.chunk(2)[1], ref.chunk(2)[1], batch["desirable"])
         losses.append(out.losses.mean().item())
         assert out.kl.item() == pytest.approx(0.0, abs=1e-5)  # policy == reference before training
