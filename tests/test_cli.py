@@ -57,6 +57,27 @@ def test_adapter_overlays_run_sft_steps(tmp_path, overlay):
     assert (tmp_path / "run" / "hf_model" / "model.safetensors").exists()  # merged adapter
 
 
+@pytest.mark.parametrize("subcommand", ["validate", "test"])
+def test_validate_and_test_subcommands_log_their_stage(tmp_path, subcommand):
+    stage = "val" if subcommand == "validate" else "test"
+    result = run_lit_align(
+        subcommand,
+        "--config",
+        "recipes/sft.yaml",
+        *FAST[8:],
+        "--trainer.default_root_dir",
+        str(tmp_path / "run"),
+        "--trainer.limit_val_batches",
+        "2",
+        "--trainer.limit_test_batches",
+        "2",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(next((tmp_path / "run").rglob("metrics.csv"))) as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[-1][f"{stage}/loss"]) > 0 and f"{stage}/token_accuracy" in rows[-1]
+
+
 def test_print_config_shows_linked_tokenizer():
     result = run_lit_align(
         "fit",

@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader
 
 from lit_align.data.arithmetic import Shape
 from lit_align.data.collate import collate_pairwise
-from lit_align.data.rows import OnBadRow, make_loader, tokenize_rows
-from lit_align.data.sources import DataSource, Split, load_splits
+from lit_align.data.rows import OnBadRow, SplitLoaders, tokenize_rows
+from lit_align.data.sources import DataSource, Split, load_splits, load_test_split
 from lit_align.data.templates import fit_to_length, split_implicit_prompt, tokenize_prompt_completion
 from lit_align.data.validation import text_or_messages
 from lit_align.errors import DataError
@@ -67,7 +67,8 @@ class PairwiseDataModule(LightningDataModule):
         self.save_hyperparameters()
         self.source = source
         self.tokenizer = None
-        self.rows: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
+        self.splits: SplitLoaders | None = None
+        self.rows: dict[str, list[dict[str, Any]]] = {}
         self.stats: dict[str, Counter] = {}
 
     def setup(self, stage: str) -> None:
@@ -78,8 +79,12 @@ class PairwiseDataModule(LightningDataModule):
         self.tokenizer = load_tokenizer(
             hp.tokenizer, trust_remote_code=hp.trust_remote_code, key="data.init_args.tokenizer"
         )
+        collate = partial(collate_pairwise, pad_token_id=self.tokenizer.pad_token_id)
+        self.splits = SplitLoaders(collate, hp.batch_size, hp.eval_batch_size, hp.num_workers)
+        self.rows = self.splits.rows
         train, val = load_splits(self.source, Shape.PAIRWISE)
-        for name, split in (("train", train), ("val", val)):
+        test = load_test_split(self.source, Shape.PAIRWISE)
+        for name, split in (("train", train), ("val", val), ("test", test)):
             if split is not None:
                 self.rows[name], self.stats[name] = tokenize_rows(split, partial(self._encode, split), hp.on_bad_row)
 
@@ -117,19 +122,17 @@ class PairwiseDataModule(LightningDataModule):
         }
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training pairs."""
-        return self._loader("train", shuffle=True)
+        """Shuffled training rows."""
+        return self.splits.loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
-        """Validation pairs (none when the source has no validation rows)."""
-        return self._loader("val", shuffle=False) if self.rows["val"] else []
+        """Validation rows (none when the source has no validation rows)."""
+        return self.splits.optional("val")
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        hp = self.hparams
-        size = hp.batch_size if split == "train" else hp.eval_batch_size or hp.batch_size
-        collate = partial(collate_pairwise, pad_token_id=self.tokenizer.pad_token_id)
-        return make_loader(self.rows[split], size, collate, shuffle=shuffle, num_workers=hp.num_workers)
+    def test_dataloader(self) -> DataLoader | list:
+        """Test rows (none when the source has no test split)."""
+        return self.splits.optional("test")
 
     def ordered_dataloaders(self) -> dict[str, DataLoader]:
         """Unshuffled loaders over every split, for precomputing reference log-probs once."""
-        return {name: self._loader(name, shuffle=False) for name, rows in self.rows.items() if rows}
+        return self.splits.ordered()

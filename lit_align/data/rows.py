@@ -53,3 +53,39 @@ def tokenize_rows(
 def make_loader(rows: list, batch_size: int, collate: Callable, *, shuffle: bool, num_workers: int) -> DataLoader:
     """DataLoader over tokenized rows."""
     return DataLoader(rows, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, num_workers=num_workers)
+
+
+class SplitLoaders:
+    """Tokenized rows of the train, val and test splits and the DataLoaders over them.
+
+    Args:
+        collate: Turns a list of rows into a batch.
+        batch_size: Rows per training batch.
+        eval_batch_size: Rows per validation/test batch; defaults to ``batch_size``.
+        num_workers: DataLoader worker processes.
+
+    """
+
+    def __init__(self, collate: Callable, batch_size: int, eval_batch_size: int | None, num_workers: int) -> None:
+        """See the class docstring."""
+        self.rows: dict[str, list[dict[str, Any]]] = {"train": [], "val": [], "test": []}
+        self.collate, self.num_workers = collate, num_workers
+        self.batch_sizes = {
+            "train": batch_size,
+            "val": eval_batch_size or batch_size,
+            "test": eval_batch_size or batch_size,
+        }
+
+    def loader(self, split: str, *, shuffle: bool) -> DataLoader:
+        """DataLoader over one split."""
+        return make_loader(
+            self.rows[split], self.batch_sizes[split], self.collate, shuffle=shuffle, num_workers=self.num_workers
+        )
+
+    def optional(self, split: str) -> DataLoader | list:
+        """Unshuffled loader over a split, or an empty list (Lightning skips it) when the split has no rows."""
+        return self.loader(split, shuffle=False) if self.rows[split] else []
+
+    def ordered(self) -> dict[str, DataLoader]:
+        """Unshuffled loaders over every non-empty split, for precomputing reference log-probs once."""
+        return {name: self.loader(name, shuffle=False) for name, rows in self.rows.items() if rows}

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from lit_align.data.arithmetic import Shape
 from lit_align.data.collate import collate_sft
-from lit_align.data.sources import DataSource, Split, load_splits
+from lit_align.data.sources import DataSource, Split, load_splits, load_test_split
 from lit_align.data.templates import tokenize_prompt_completion
 from lit_align.data.validation import messages_field, text_or_messages
 from lit_align.errors import DataError, LitAlignError
@@ -65,6 +65,7 @@ class SFTDataModule(LightningDataModule):
         self.tokenizer = None
         self.train_rows: list[dict[str, list[int]]] = []
         self.val_rows: list[dict[str, list[int]]] = []
+        self.test_rows: list[dict[str, list[int]]] = []
 
     def setup(self, stage: str) -> None:
         """Load the tokenizer and the rows, validate and tokenize them (once per process)."""
@@ -77,6 +78,8 @@ class SFTDataModule(LightningDataModule):
         train, val = load_splits(self.source, Shape.SFT)
         self.train_rows = self._tokenize(train)
         self.val_rows = self._tokenize(val) if val is not None else []
+        test = load_test_split(self.source, Shape.SFT)
+        self.test_rows = self._tokenize(test) if test is not None else []
 
     def _tokenize(self, split: Split) -> list[dict[str, list[int]]]:
         hp = self.hparams
@@ -127,6 +130,12 @@ class SFTDataModule(LightningDataModule):
         if not self.val_rows:
             return []
         return self._loader(self.val_rows, self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader | list:
+        """Return test batches (none when the source has no test split)."""
+        if not self.test_rows:
+            return []
+        return self._loader(self.test_rows, self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
 
     def _loader(self, rows: list, batch_size: int, shuffle: bool) -> DataLoader:
         collate = partial(collate_sft, pad_token_id=self.tokenizer.pad_token_id)

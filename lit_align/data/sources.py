@@ -33,6 +33,7 @@ class DataSource:
             ``val_size`` to split validation rows off the training split instead.
         val_size: Fraction (< 1) or number of rows (>= 1) of the training split held out for validation; 0 keeps
             them all for training.
+        test_split: Split for ``lit-align test``, used when the dataset has it; None disables testing.
         num_rows: Use at most this many training rows (for the embedded task: how many to generate).
         num_val_rows: Use at most this many validation rows.
         revision: Hub revision of the dataset.
@@ -46,6 +47,7 @@ class DataSource:
     split: str = "train"
     val_split: str | None = "validation"
     val_size: float = 0.0
+    test_split: str | None = "test"
     num_rows: int | None = None
     num_val_rows: int | None = None
     revision: str | None = None
@@ -129,12 +131,7 @@ def load_splits(source: DataSource, shape: arithmetic.Shape) -> tuple[Split, Spl
     val = None
     single_file = Path(source.path).suffix in FILE_BUILDERS
     if source.val_split is not None and source.val_size == 0 and not single_file:
-        try:
-            val = Split(_load_split(source, source.val_split), source.describe(source.val_split))
-        except DataError as error:
-            # A missing validation split is normal for single-file datasets; anything else is the user's to fix.
-            if "Unknown split" not in str(error) and "not found" not in str(error):
-                raise
+        val = _optional_split(source, source.val_split)
     elif source.val_size > 0:
         size = source.val_size if source.val_size < 1 else int(source.val_size)
         parts = train.rows.train_test_split(test_size=size, seed=source.seed)
@@ -145,3 +142,28 @@ def load_splits(source: DataSource, shape: arithmetic.Shape) -> tuple[Split, Spl
     if val is not None and source.num_val_rows is not None:
         val.rows = val.rows.select(range(min(source.num_val_rows, len(val.rows))))
     return train, val
+
+
+def _optional_split(source: DataSource, split: str) -> Split | None:
+    try:
+        return Split(_load_split(source, split), source.describe(split))
+    except DataError as error:
+        # A dataset without this split is normal; anything else is the user's to fix.
+        if "Unknown split" not in str(error) and "not found" not in str(error):
+            raise
+        return None
+
+
+def load_test_split(source: DataSource, shape: arithmetic.Shape) -> Split | None:
+    """Load the source's test split, or None when it has none (a single file has only its training rows)."""
+    if source.test_split is None:
+        return None
+    if source.path == EMBEDDED_TASK:
+        rows = arithmetic.make_rows(shape, source.test_split, source.num_val_rows or 500, seed=source.seed)
+        return Split(datasets.Dataset.from_list(rows), f"{EMBEDDED_TASK}[{source.test_split}]")
+    if Path(source.path).suffix in FILE_BUILDERS:
+        return None
+    test = _optional_split(source, source.test_split)
+    if test is not None and source.num_val_rows is not None:
+        test.rows = test.rows.select(range(min(source.num_val_rows, len(test.rows))))
+    return test

@@ -27,14 +27,18 @@ class PreferenceLossOutput(NamedTuple):
     rejected_rewards: torch.Tensor
 
 
-def _check(*tensors: torch.Tensor) -> None:
-    shape = tensors[0].shape
-    assert len(shape) == 1, f"expected (B,) log-probs, got {tuple(shape)}"
-    assert all(t.shape == shape for t in tensors), f"log-prob shapes differ: {[tuple(t.shape) for t in tensors]}"
+def _logratio(pc: torch.Tensor, pr: torch.Tensor, rc: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+    """H = (pi_c - ref_c) - (pi_r - ref_r), after checking that all four are (B,)."""
+    assert pc.dim() == 1, f"expected (B,) log-probs, got {tuple(pc.shape)}"
+    assert pc.shape == pr.shape == rc.shape == rr.shape, "the four log-prob tensors must have one shape (B,)"
+    return (pc - rc) - (pr - rr)
 
 
-def _rewards(policy_logps: torch.Tensor, ref_logps: torch.Tensor, beta: float) -> torch.Tensor:
-    return (beta * (policy_logps - ref_logps)).detach()
+def _output(
+    losses: torch.Tensor, pc: torch.Tensor, pr: torch.Tensor, rc: torch.Tensor, rr: torch.Tensor, beta: float
+) -> PreferenceLossOutput:
+    # Implicit rewards beta * (pi - ref), detached: they are reported, not optimised.
+    return PreferenceLossOutput(losses, (beta * (pc - rc)).detach(), (beta * (pr - rr)).detach())
 
 
 def dpo_loss(
@@ -64,14 +68,9 @@ def dpo_loss(
         Per-pair losses and implicit rewards ``beta (pi - ref)``. Shapes: (B,)
 
     """
-    _check(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
-    logratio = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
+    logratio = _logratio(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
     losses = -(1 - label_smoothing) * F.logsigmoid(beta * logratio) - label_smoothing * F.logsigmoid(-beta * logratio)
-    return PreferenceLossOutput(
-        losses,
-        _rewards(policy_chosen_logps, ref_chosen_logps, beta),
-        _rewards(policy_rejected_logps, ref_rejected_logps, beta),
-    )
+    return _output(losses, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
 
 
 def robust_dpo_loss(
@@ -99,17 +98,12 @@ def robust_dpo_loss(
         Per-pair losses and implicit rewards. Shapes: (B,)
 
     """
-    _check(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
     assert 0 <= label_smoothing < 0.5, f"robust DPO needs 0 <= label_smoothing < 0.5, got {label_smoothing}"
-    logratio = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
+    logratio = _logratio(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
     losses = (
         -(1 - label_smoothing) * F.logsigmoid(beta * logratio) + label_smoothing * F.logsigmoid(-beta * logratio)
     ) / (1 - 2 * label_smoothing)
-    return PreferenceLossOutput(
-        losses,
-        _rewards(policy_chosen_logps, ref_chosen_logps, beta),
-        _rewards(policy_rejected_logps, ref_rejected_logps, beta),
-    )
+    return _output(losses, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
 
 
 def ipo_loss(
@@ -138,14 +132,9 @@ def ipo_loss(
         Per-pair losses and implicit rewards. Shapes: (B,)
 
     """
-    _check(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
-    logratio = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
+    logratio = _logratio(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
     losses = (logratio - 1 / (2 * beta)) ** 2
-    return PreferenceLossOutput(
-        losses,
-        _rewards(policy_chosen_logps, ref_chosen_logps, beta),
-        _rewards(policy_rejected_logps, ref_rejected_logps, beta),
-    )
+    return _output(losses, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
 
 
 def hinge_loss(
@@ -174,11 +163,6 @@ def hinge_loss(
         Per-pair losses and implicit rewards. Shapes: (B,)
 
     """
-    _check(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
-    logratio = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
+    logratio = _logratio(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
     losses = torch.relu(1 - beta * logratio)
-    return PreferenceLossOutput(
-        losses,
-        _rewards(policy_chosen_logps, ref_chosen_logps, beta),
-        _rewards(policy_rejected_logps, ref_rejected_logps, beta),
-    )
+    return _output(losses, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)

@@ -120,6 +120,10 @@ class KTO(LightningModule):
         """Log validation loss and rewards per label."""
         self._shared_step(batch, "val")
 
+    def test_step(self, batch: BinaryBatch, batch_idx: int) -> None:
+        """Log the same metrics on the test split (``lit-align test``)."""
+        self._shared_step(batch, "test")
+
     def configure_optimizers(self) -> Any:
         """Optimizer over trainable parameters (never the frozen reference)."""
         return configure_optimizers(self, self.optimizer, self.lr_scheduler)

@@ -91,6 +91,11 @@ def batch_reference_logps(module: LightningModule, batch: dict, stage: str) -> t
     The module provides ``reference_mode``, ``ref_cache``, ``policy`` and ``reference``.
     """
     if module.reference_mode is ReferenceMode.PRECOMPUTED:
+        if stage not in module.ref_cache:
+            raise LitAlignError(
+                f"model.init_args.reference: 'precomputed' has no reference log-probs for the {stage} split "
+                "(they are computed when fit starts); use 'copy' or 'adapter' here"
+            )
         cached = module.ref_cache[stage][batch["index"].cpu()].to(module.device)  # (B, 2)
         return torch.cat([cached[:, 0], cached[:, 1]])
     return reference_logps(module.policy, module.reference, batch)

@@ -60,6 +60,10 @@ class _ReferenceFree(LightningModule):
         """Log validation loss and preference metrics."""
         self._shared_step(batch, "val")
 
+    def test_step(self, batch: PairwiseBatch, batch_idx: int) -> None:
+        """Log the same metrics on the test split (``lit-align test``)."""
+        self._shared_step(batch, "test")
+
     def configure_optimizers(self) -> Any:
         """Optimizer over trainable parameters."""
         return configure_optimizers(self, self.optimizer, self.lr_scheduler)

@@ -75,6 +75,10 @@ class SFT(LightningModule):
         """Log validation loss and token accuracy."""
         self._shared_step(batch, "val")
 
+    def test_step(self, batch: SFTBatch, batch_idx: int) -> None:
+        """Log the same metrics on the test split (``lit-align test``)."""
+        self._shared_step(batch, "test")
+
     def configure_optimizers(self) -> Any:
         """Optimizer over trainable parameters (LoRA adapters only under LoRA/QLoRA)."""
         return configure_optimizers(self, self.optimizer, self.lr_scheduler)

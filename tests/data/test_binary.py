@@ -22,7 +22,7 @@ def test_rows_carry_label_and_a_mismatched_completion(tmp_path, tiny_tokenizer):
     own = [tuple(r["completion_ids"]) for r in items]
     other = [tuple(r["kl_completion_ids"]) for r in items]
     assert sorted(own) == sorted(other) and all(a != b for a, b in zip(own, other, strict=True))
-    batch = next(iter(dm._loader("train", shuffle=False)))
+    batch = next(iter(dm.splits.loader("train", shuffle=False)))
     assert batch["input_ids"].shape[0] == 8 and batch["desirable"].tolist() == [True, False, True, False]
     kl_row = [t for t in batch["labels"][4].tolist() if t != IGNORE_INDEX]
     assert kl_row == list(items[0]["kl_completion_ids"])

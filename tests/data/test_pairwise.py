@@ -21,7 +21,7 @@ def test_chat_pairs_stack_chosen_then_rejected(tmp_path, tiny_tokenizer):
     }
     dm = _module(tmp_path, [row, row])
     dm.setup("fit")
-    batch = next(iter(dm._loader("train", shuffle=False)))
+    batch = next(iter(dm.splits.loader("train", shuffle=False)))
     assert batch["input_ids"].shape[0] == 4 and batch["index"].tolist() == [0, 1]
     decoded = [tiny_tokenizer.decode([t for t in row if t != IGNORE_INDEX]) for row in batch["labels"].tolist()]
     assert decoded == ["2</s>", "2</s>", "30</s>", "30</s>"]

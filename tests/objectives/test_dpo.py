@@ -50,7 +50,7 @@ def _first_step_loss(spec, reference, batch, dm):
 
 def test_reference_modes_give_the_same_first_step_loss():
     dm = _data()
-    batch = next(iter(dm._loader("train", shuffle=False)))
+    batch = next(iter(dm.splits.loader("train", shuffle=False)))
     full = ModelSpec(name_or_path=TINY)
     lora = ModelSpec(name_or_path=TINY, finetune="lora", lora_r=4)
     copy_loss, logps, ref = _first_step_loss(full, "copy", batch, dm)

@@ -22,7 +22,7 @@ def _data():
 
 def test_kto_reference_modes_agree_on_the_first_step():
     dm = _data()
-    batch = next(iter(dm._loader("train", shuffle=False)))
+    batch = next(iter(dm.splits.loader("train", shuffle=False)))
     losses = []
     for spec, mode in [
         (ModelSpec(name_or_path=TINY), "copy"),

@@ -21,7 +21,7 @@ def test_reference_free_objectives_train_without_a_reference(tmp_path, cls, kwar
     assert not hasattr(module, "reference") or module.reference is None
     data = PairwiseDataModule(tokenizer=TINY, source=DataSource(num_rows=24, num_val_rows=8), batch_size=8)
     data.setup("fit")
-    batch = next(iter(data._loader("train", shuffle=False)))
+    batch = next(iter(data.splits.loader("train", shuffle=False)))
     with torch.no_grad():
         logps, lengths = module(batch)
         means = (logps / lengths).chunk(2)
