@@ -90,3 +90,12 @@ def test_missing_local_path_is_a_one_line_error():
         resolve_model_path("./nope")
     assert resolve_model_path("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"  # hub ids pass through
     assert resolve_model_path(BASE) == str(embedded_model_path(BASE))
+
+
+def test_dtype_attention_and_gradient_checkpointing_options_apply():
+    spec = ModelSpec(name_or_path=BASE, dtype="bfloat16", attn_implementation="eager", gradient_checkpointing=True)
+    policy = load_policy(spec)
+    assert policy.dtype == torch.bfloat16
+    assert policy.config._attn_implementation == "eager"
+    assert policy.is_gradient_checkpointing and policy.training
+    assert torch.isfinite(_train_steps(policy, steps=1))
