@@ -84,3 +84,39 @@ def log_metrics(module: LightningModule, metrics: dict[str, torch.Tensor], stage
     bar = {k: v for k, v in named.items() if k.split("/", 1)[1] in PROGRESS_BAR}
     module.log_dict(bar, batch_size=batch_size, sync_dist=True, prog_bar=True)
     module.log_dict({k: v for k, v in named.items() if k not in bar}, batch_size=batch_size, sync_dist=True)
+
+
+def distinct_n(sequences: list[list[int]], n: int = 2) -> float:
+    """Distinct-n (Li et al., 2016; arXiv:1510.03055): unique n-grams / all n-grams over a set of completions.
+
+    Args:
+        sequences: Token ids of each completion (without padding).
+        n: N-gram size.
+
+    Returns:
+        A fraction in [0, 1]; 0 when no completion has n tokens.
+
+    """
+    grams = [tuple(s[i : i + n]) for s in sequences for i in range(len(s) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``1 - Var(returns - values) / Var(returns)`` over counted tokens: 1 is a perfect value function, 0 a constant.
+
+    Args:
+        values: Value predictions. Shape: (N, R)
+        returns: Value targets. Shape: (N, R)
+        mask: Bool, True where a token counts. Shape: (N, R)
+
+    Returns:
+        Scalar. Shape: ()
+
+    """
+    count = mask.sum().clamp(min=1)
+
+    def var(x: torch.Tensor) -> torch.Tensor:
+        mean = (x * mask).sum() / count
+        return ((x - mean) ** 2 * mask).sum() / count
+
+    return 1 - var(returns - values) / var(returns).clamp(min=1e-8)

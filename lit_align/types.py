@@ -67,3 +67,22 @@ class BinaryBatch(TypedDict):
     labels: torch.Tensor
     desirable: torch.Tensor
     index: torch.Tensor
+
+
+class PromptBatch(TypedDict):
+    """B prompts, left-padded so that generation continues every row at the same position.
+
+    Attributes:
+        input_ids: Prompt token ids, padding on the left. Shape: (B, P)
+        attention_mask: 1 for real tokens. Shape: (B, P)
+        prompts: The raw prompts (text or message lists), as the reward functions receive them.
+        columns: Every other column of the rows, as lists of B values (e.g. ``answer``).
+        index: Position of each prompt in its split. Shape: (B,)
+
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    prompts: list
+    columns: dict[str, list]
+    index: torch.Tensor

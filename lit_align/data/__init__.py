@@ -2,7 +2,8 @@
 
 from lit_align.data.binary import BinaryDataModule
 from lit_align.data.pairwise import PairwiseDataModule
+from lit_align.data.prompt import PromptDataModule
 from lit_align.data.sft import SFTDataModule
 from lit_align.data.sources import DataSource
 
-__all__ = ["BinaryDataModule", "DataSource", "PairwiseDataModule", "SFTDataModule"]
+__all__ = ["BinaryDataModule", "DataSource", "PairwiseDataModule", "PromptDataModule", "SFTDataModule"]

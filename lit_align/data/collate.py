@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from lit_align.types import IGNORE_INDEX, BinaryBatch, PairwiseBatch, SFTBatch
+from lit_align.types import IGNORE_INDEX, BinaryBatch, PairwiseBatch, PromptBatch, SFTBatch
 
 
 def pad(sequences: list[list[int]], value: int, side: str = "right") -> torch.Tensor:
@@ -55,5 +55,18 @@ def collate_binary(features: list[dict], pad_token_id: int) -> BinaryBatch:
     return BinaryBatch(
         **batch,
         desirable=torch.tensor([f["label"] for f in features], dtype=torch.bool),
+        index=torch.tensor([f["index"] for f in features]),
+    )
+
+
+def collate_prompts(features: list[dict], pad_token_id: int) -> PromptBatch:
+    """Left-pad tokenized prompts and keep their raw prompts and other columns, into a :class:`PromptBatch`."""
+    ids = [f["prompt_ids"] for f in features]
+    names = features[0]["columns"].keys()
+    return PromptBatch(
+        input_ids=pad(ids, pad_token_id, side="left"),
+        attention_mask=pad([[1] * len(x) for x in ids], 0, side="left"),
+        prompts=[f["prompt"] for f in features],
+        columns={name: [f["columns"].get(name) for f in features] for name in names},
         index=torch.tensor([f["index"] for f in features]),
     )

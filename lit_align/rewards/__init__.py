@@ -1,1 +1,22 @@
-"""Reward callables for online objectives, and scoring with trained reward models."""
+"""Reward callables for the online objectives, how YAML configures them, and reward-model scoring.
+
+A reward is any callable ``(prompts, completions, **columns) -> list[float | None]``: one value per completion,
+None where it does not apply. ``columns`` are the prompt rows' other fields (for example ``answer``), repeated for
+every completion of a prompt.
+"""
+
+from lit_align.rewards.combine import RewardScores, RewardSet, RewardSpec
+from lit_align.rewards.format import length_penalty, regex_format
+from lit_align.rewards.model import RewardModelScorer
+from lit_align.rewards.verifiable import arithmetic_answer, final_number
+
+__all__ = [
+    "RewardModelScorer",
+    "RewardScores",
+    "RewardSet",
+    "RewardSpec",
+    "arithmetic_answer",
+    "final_number",
+    "length_penalty",
+    "regex_format",
+]

@@ -1,0 +1,110 @@
+"""PromptDataModule: prompt-only rows for the online objectives -> :class:`PromptBatch` es (left-padded)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import partial
+from typing import Any
+
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader
+
+from lit_align.data.arithmetic import Shape
+from lit_align.data.collate import collate_prompts
+from lit_align.data.rows import OnBadRow, SplitLoaders, tokenize_rows
+from lit_align.data.sources import DataSource, Split, load_splits, load_test_split
+from lit_align.data.templates import is_conversational, render_prompt
+from lit_align.data.validation import text_or_messages
+from lit_align.modeling import load_tokenizer
+
+
+class PromptDataModule(LightningDataModule):
+    """Prompts (plain text or chat messages) with every other column kept for the reward functions.
+
+    Each batch holds ``batch_size`` distinct prompts; the online objectives sample G completions of each one on the
+    process that holds it, so the G completions of a prompt always stay together, also under DDP (where Lightning's
+    distributed sampler gives each process its own prompts). Prompts are left-padded for generation; a prompt longer
+    than ``max_prompt_length`` keeps its end and is counted.
+    """
+
+    def __init__(
+        self,
+        tokenizer: str = "lit-align/tiny-sft",
+        source: DataSource = DataSource(),  # noqa: B008 (frozen dataclass)
+        max_prompt_length: int = 256,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        prompt_field: str = "prompt",
+        as_chat: bool = False,
+        on_bad_row: OnBadRow = "error",
+        num_workers: int = 0,
+        trust_remote_code: bool = False,
+    ) -> None:
+        """Configure the data.
+
+        Args:
+            tokenizer: Tokenizer name or path; the CLI links it to the policy's ``name_or_path``.
+            source: Where the rows come from (see :class:`DataSource`).
+            max_prompt_length: Keep at most this many prompt tokens (the prompt's end).
+            batch_size: Prompts per training batch (per device); each yields G completions.
+            eval_batch_size: Prompts per validation batch; defaults to ``batch_size``.
+            prompt_field: Column of the prompt; every other column is passed to the rewards by its name.
+            as_chat: Wrap plain-text prompts in one user message so the tokenizer's chat template applies (for
+                instruct models on datasets such as GSM8K whose questions are plain text).
+            on_bad_row: ``error`` stops at the first bad row; ``skip`` drops bad rows and counts them.
+            num_workers: DataLoader worker processes.
+            trust_remote_code: Allow tokenizer code from the hub; the CLI links it to the policy's setting.
+
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.source = source
+        self.tokenizer = None
+        self.splits: SplitLoaders | None = None
+        self.rows: dict[str, list[dict[str, Any]]] = {}
+        self.stats: dict[str, Counter] = {}
+
+    def setup(self, stage: str) -> None:
+        """Load, validate and tokenize the rows (once per process)."""
+        if self.tokenizer is not None:
+            return
+        hp = self.hparams
+        self.tokenizer = load_tokenizer(
+            hp.tokenizer, trust_remote_code=hp.trust_remote_code, key="data.init_args.tokenizer"
+        )
+        collate = partial(collate_prompts, pad_token_id=self.tokenizer.pad_token_id)
+        self.splits = SplitLoaders(collate, hp.batch_size, hp.eval_batch_size, hp.num_workers)
+        self.rows = self.splits.rows
+        train, val = load_splits(self.source, Shape.PROMPT)
+        test = load_test_split(self.source, Shape.PROMPT)
+        for name, split in (("train", train), ("val", val), ("test", test)):
+            if split is not None:
+                self.rows[name], self.stats[name] = tokenize_rows(split, partial(self._encode, split), hp.on_bad_row)
+
+    def _encode(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:
+        hp = self.hparams
+        prompt = text_or_messages(row, hp.prompt_field, split.origin, index)
+        if hp.as_chat and not is_conversational(prompt):
+            prompt = [{"role": "user", "content": prompt}]
+        # Chat templates hold their own special tokens; plain text gets the tokenizer's (a BOS for Llama-like).
+        ids = self.tokenizer(render_prompt(self.tokenizer, prompt), add_special_tokens=not is_conversational(prompt))
+        prompt_ids = ids.input_ids
+        truncated = len(prompt_ids) > hp.max_prompt_length
+        return {
+            "prompt_ids": prompt_ids[-hp.max_prompt_length :],
+            "prompt": prompt,
+            "columns": {k: v for k, v in row.items() if k != hp.prompt_field},
+            "truncated": truncated,
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training prompts."""
+        return self.splits.loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Validation prompts (none when the source has no validation rows)."""
+        return self.splits.optional("val")
+
+    def test_dataloader(self) -> DataLoader | list:
+        """Test prompts (none when the source has no test split)."""
+        return self.splits.optional("test")

@@ -1,0 +1,172 @@
+"""What every online objective (GRPO, PPO, online DPO) shares: roles, sampling, scoring, metrics and samples.
+
+Shape legend: N completions (B prompts x G), R completion length.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from lightning import LightningModule
+
+from lit_align.metrics import distinct_n, log_metrics
+from lit_align.ops.advantages import group_reward_std
+from lit_align.rewards.combine import RewardScores, RewardSet
+from lit_align.rollout import Rollout, SamplingConfig, generate, repeat_prompts
+from lit_align.types import PromptBatch
+
+
+@contextmanager
+def timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Add the seconds spent in the block to ``timings[name]``."""
+    start = time.perf_counter()
+    yield
+    timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def as_tensors(values: dict[str, float]) -> dict[str, torch.Tensor]:
+    """Turn plain numbers (timings) into tensors for logging."""
+    return {k: torch.tensor(v) for k, v in values.items()}
+
+
+def sample(module: LightningModule, batch: PromptBatch, group_size: int, sampling: SamplingConfig) -> tuple:
+    """Sample ``group_size`` completions of every prompt with the module's policy.
+
+    Returns:
+        ``(batch repeated per completion, rollout, completions as the rewards see them)``; completions are text,
+        or one assistant message when the prompts are chat messages.
+
+    """
+    grouped = repeat_prompts(batch, group_size)
+    rollout = generate(
+        module.policy, grouped, sampling, pad_token_id=module.tokenizer.pad_token_id, stop_ids=module.stop_ids
+    )
+    return grouped, rollout, decode(module.tokenizer, rollout, grouped["prompts"])
+
+
+def decode(tokenizer, rollout: Rollout, prompts: list) -> list:  # noqa: ANN001
+    """Completion text of each row (special tokens dropped), as messages when the prompts are messages."""
+    texts = tokenizer.batch_decode(rollout.completion_ids, skip_special_tokens=True)
+    if prompts and isinstance(prompts[0], list):
+        return [[{"role": "assistant", "content": t}] for t in texts]
+    return texts
+
+
+def reward_metrics(scores: RewardScores, group_size: int) -> dict[str, torch.Tensor]:
+    """``reward``, ``reward_std`` (mean per-group std), ``frac_reward_zero_std`` and ``rewards/<name>`` means.
+
+    Unknown (None, failed) values stay out of every mean; a reward's failures are logged as ``rewards/<name>/failures``.
+    """
+    total = scores.total
+    metrics = {"reward": _nanmean(total)}
+    if group_size > 1:
+        std = group_reward_std(total, group_size)  # (B,)
+        metrics["reward_std"] = std.mean()
+        metrics["frac_reward_zero_std"] = (std < 1e-6).float().mean()
+    for name, values in scores.per_reward.items():
+        metrics[f"rewards/{name}"] = _nanmean(values)
+        metrics[f"rewards/{name}/failures"] = torch.tensor(float(scores.failures.get(name, 0)))
+    return metrics
+
+
+def _nanmean(values: torch.Tensor) -> torch.Tensor:
+    known = values[~values.isnan()]
+    return known.mean() if known.numel() else torch.tensor(0.0)
+
+
+def completion_metrics(rollout: Rollout) -> dict[str, torch.Tensor]:
+    """Completion lengths (tokens up to and including EOS) and the fraction cut at ``max_new_tokens``."""
+    lengths = (rollout.attention_mask[:, rollout.prompt_length :] > 0).sum(-1).float()  # (N,)
+    return {
+        "completions/mean_length": lengths.mean(),
+        "completions/clipped_ratio": rollout.truncated.float().mean(),
+    }
+
+
+def log_length_extremes(module: LightningModule, rollout: Rollout, stage: str) -> None:
+    """Log the batch's shortest and longest completion, reduced with min/max over processes."""
+    lengths = (rollout.attention_mask[:, rollout.prompt_length :] > 0).sum(-1).float()
+    module.log(f"{stage}/completions/min_length", lengths.min(), sync_dist=True, reduce_fx="min")
+    module.log(f"{stage}/completions/max_length", lengths.max(), sync_dist=True, reduce_fx="max")
+
+
+def global_distinct_2(rollout: Rollout) -> torch.Tensor:
+    """Distinct-2 of the completions of every process together (gathered first, so it is correct under DDP)."""
+    sequences = [ids[m].tolist() for ids, m in zip(rollout.completion_ids, rollout.completion_mask, strict=True)]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        gathered: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, sequences)
+        sequences = [s for part in gathered for s in part]
+    return torch.tensor(distinct_n(sequences, 2))
+
+
+def log_rollout(
+    module: LightningModule,
+    stage: str,
+    rollout: Rollout,
+    scores: RewardScores,
+    group_size: int,
+    extra: dict[str, torch.Tensor],
+) -> None:
+    """Log reward, completion and objective metrics of one rollout under ``{stage}/``."""
+    metrics = {**extra, **reward_metrics(scores, group_size), **completion_metrics(rollout)}
+    metrics["distinct_2"] = global_distinct_2(rollout)
+    batch_size = len(scores.total)
+    log_metrics(
+        module, {k: torch.as_tensor(v, device=module.device).float() for k, v in metrics.items()}, stage, batch_size
+    )
+    log_length_extremes(module, rollout, stage)
+
+
+def validation_rollout(module: LightningModule, batch: PromptBatch, stage: str, sampling: SamplingConfig) -> None:
+    """Score one completion per held-out prompt (greedy by default) and log ``{stage}/reward`` and the rest."""
+    grouped, rollout, completions = sample(module, batch, 1, sampling)
+    scores = module.reward_set(grouped["prompts"], completions, grouped["columns"])
+    log_rollout(module, stage, rollout, scores, 1, {})
+
+
+def write_samples(module: LightningModule, prompts: list, completions: list, scores: RewardScores, count: int) -> None:
+    """Append a few (prompt, completion, rewards) rows to ``<run folder>/samples.jsonl``; loggers with tables get one.
+
+    Runs on global rank 0 only.
+    """
+    if not module.trainer.is_global_zero or count <= 0:
+        return
+    rows = []
+    for i in range(min(count, len(completions))):
+        reward = scores.total[i].item()
+        rows.append(
+            {
+                "step": module.global_step,
+                "prompt": prompts[i],
+                "completion": completions[i],
+                "reward": None if math.isnan(reward) else reward,
+                **{name: _value(v[i]) for name, v in scores.per_reward.items()},
+            }
+        )
+    path = Path(module.trainer.default_root_dir) / "samples.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    for logger in module.loggers:
+        if hasattr(logger, "log_table"):  # e.g. WandbLogger
+            columns = list(rows[0])
+            logger.log_table(key="samples", columns=columns, data=[[json.dumps(r[c]) for c in columns] for r in rows])
+
+
+def _value(x: torch.Tensor) -> float | None:
+    return None if math.isnan(x.item()) else x.item()
+
+
+def build_reward_set(module: LightningModule) -> RewardSet:
+    """The module's rewards from its ``rewards`` and ``on_reward_error`` hyperparameters."""
+    return RewardSet(module.hparams.rewards, module.hparams.on_reward_error, key="model.init_args.rewards")

@@ -1,0 +1,229 @@
+"""PPO-based RLHF: policy, value, reward and reference roles; KL-shaped token rewards, GAE, clipped updates."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from lightning import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+
+from lit_align.losses.policy_gradient import clipped_policy_loss, clipped_value_loss
+from lit_align.metrics import explained_variance
+from lit_align.modeling import Finetune, ModelSpec, load_policy, load_tokenizer, reference_mode
+from lit_align.objectives.logps import ReferenceMode, load_roles
+from lit_align.objectives.online import (
+    as_tensors,
+    build_reward_set,
+    log_rollout,
+    sample,
+    timed,
+    validation_rollout,
+    write_samples,
+)
+from lit_align.objectives.optim import configure_optimizers
+from lit_align.ops.advantages import adaptive_kl_coef, gae, kl_estimate, whiten
+from lit_align.rewards.combine import OnRewardError, RewardSpec
+from lit_align.rollout import Rollout, SamplingConfig, ValueHead, completion_logps, stop_token_ids
+from lit_align.types import PromptBatch
+
+REWARD_MODEL = RewardSpec("lit_align.rewards.RewardModelScorer", kwargs={"path": "runs/rm/hf_model"})
+
+
+class PPO(LightningModule):
+    """PPO for RLHF (Ziegler et al., 2019, arXiv:1909.08593; Ouyang et al., 2022, arXiv:2203.02155).
+
+    Each training step: sample completions -> score them (a reward model by default) -> per-token rewards
+    ``-kl_coef (log pi - log ref)`` plus the score at the last token -> GAE advantages and returns (advantages
+    whitened) -> ``ppo_epochs`` passes of shuffled minibatch updates of the clipped policy loss plus
+    ``vf_coef`` times the clipped value loss. The value is a head on the policy, or a separate model with its own
+    head when ``value_model`` is set. ``kl_coef`` is fixed, or adapted toward ``target_kl`` (nats per completion).
+    Completions whose score is unknown (None) are left out of the update.
+    """
+
+    def __init__(
+        self,
+        policy: ModelSpec = ModelSpec(),  # noqa: B008 (frozen dataclass)
+        value_model: ModelSpec | None = None,
+        rewards: list[RewardSpec] = [REWARD_MODEL],  # noqa: B006 (read only)
+        on_reward_error: OnRewardError = "raise",
+        samples_per_prompt: int = 1,
+        sampling: SamplingConfig = SamplingConfig(),  # noqa: B008
+        eval_sampling: SamplingConfig = SamplingConfig(temperature=0.0),  # noqa: B008
+        reference: Literal["auto", "copy", "adapter"] = "auto",
+        kl_coef: float = 0.05,
+        target_kl: float | None = None,
+        kl_horizon: int = 10_000,
+        gamma: float = 1.0,
+        lam: float = 0.95,
+        epsilon: float = 0.2,
+        value_clip: float = 0.2,
+        vf_coef: float = 0.1,
+        ppo_epochs: int = 4,
+        mini_batch_size: int | None = None,
+        whiten_advantages: bool = True,
+        max_grad_norm: float | None = 1.0,
+        log_samples_every_n_steps: int = 50,
+        num_samples_to_log: int = 4,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        """Configure the objective.
+
+        Args:
+            policy: The model to train and how (full, LoRA, QLoRA); the reference starts as this model.
+            value_model: A separate critic backbone (a head is added); None puts the value head on the policy.
+            rewards: Reward functions and weights; by default the reward model written by ``recipes/rm.yaml``.
+            on_reward_error: ``raise`` stops at a reward that raises; ``none`` scores that sample None and counts it.
+            samples_per_prompt: Completions sampled per prompt.
+            sampling: Temperature, top-p, max new tokens and truncation masking for training rollouts.
+            eval_sampling: Sampling for validation (greedy by default).
+            reference: ``auto``, ``copy`` (frozen copy) or ``adapter`` (LoRA/QLoRA: adapter disabled).
+            kl_coef: Weight of the per-token KL penalty folded into the rewards (initial value when adaptive).
+            target_kl: Adapt ``kl_coef`` toward this KL per completion; None keeps it fixed.
+            kl_horizon: Horizon of the adaptive controller, in completions.
+            gamma: Discount factor of GAE.
+            lam: Lambda of GAE.
+            epsilon: Clip range of the policy ratio.
+            value_clip: Clip range of the value update.
+            vf_coef: Weight of the value loss.
+            ppo_epochs: Passes over each rollout.
+            mini_batch_size: Completions per optimizer step; None uses the whole rollout.
+            whiten_advantages: Normalise advantages to zero mean and unit variance over the rollout's tokens.
+            max_grad_norm: Clip the gradient norm before each step; None disables it.
+            log_samples_every_n_steps: Write sample prompts, completions and rewards to ``samples.jsonl`` this often.
+            num_samples_to_log: How many samples each time.
+            optimizer: Optimizer class and arguments (policy, value head and value model together).
+            lr_scheduler: Optional scheduler, stepped after every optimizer step.
+
+        """
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.automatic_optimization = False
+        self.policy_spec, self.value_spec = policy, value_model
+        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
+        self.sampling, self.eval_sampling = sampling, eval_sampling  # hparams holds them as plain dicts
+        self.reference_mode = ReferenceMode(reference).resolve(Finetune(policy.finetune))
+        self.policy: torch.nn.Module | None = None
+        self.reference: torch.nn.Module | None = None
+        self.value_backbone: torch.nn.Module | None = None
+        self.value_head: ValueHead | None = None
+        self.kl_coef = kl_coef
+        self.reward_set = build_reward_set(self)
+        self.strict_loading = False  # checkpoints leave out the frozen reference
+
+    def configure_model(self) -> None:
+        """Build policy, reference (copy or adapter-disabled), value head and the optional value model."""
+        if self.policy is not None:
+            return
+        device = self.trainer.strategy.root_device if self._trainer is not None else None
+        self.policy, self.reference = load_roles(self.policy_spec, self.reference_mode, device)
+        if self.value_spec is not None:
+            self.value_backbone = load_policy(self.value_spec, device=device)
+        critic = self.value_backbone or self.policy
+        self.value_head = ValueHead(critic.config.hidden_size)
+        spec = self.policy_spec
+        self.tokenizer = load_tokenizer(spec.name_or_path, trust_remote_code=spec.trust_remote_code)
+        self.stop_ids = stop_token_ids(self.policy, self.tokenizer)
+
+    def _scores(self, rollout: Rollout, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Token log-probs and values of a rollout, shapes (N, R) and (N, R)."""
+        if self.value_backbone is None:
+            out = completion_logps(self.policy, rollout, with_entropy=with_entropy, value_head=self.value_head)
+            return out.token_logps, out.values, out.entropy
+        out = completion_logps(self.policy, rollout, with_entropy=with_entropy)
+        values = completion_logps(self.value_backbone, rollout, value_head=self.value_head).values
+        return out.token_logps, values, out.entropy
+
+    def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
+        """Rollout -> scores -> KL-shaped rewards -> GAE -> ``ppo_epochs`` passes of minibatch updates."""
+        hp, timings = self.hparams, {}
+        with timed(timings, "timing/generation"):
+            grouped, rollout, completions = sample(self, batch, hp.samples_per_prompt, self.sampling)
+        with timed(timings, "timing/scoring"):
+            scores = self.reward_set(grouped["prompts"], completions, grouped["columns"])
+            score = scores.total.to(self.device)
+            known = ~score.isnan()
+            rollout = rollout._replace(completion_mask=rollout.completion_mask & known.unsqueeze(-1))
+            with torch.no_grad():
+                old_logps, old_values, _ = self._scores(rollout)
+                with reference_mode(self.policy, self.reference) as ref:
+                    ref_logps = completion_logps(ref, rollout).token_logps
+            mask = rollout.completion_mask
+            kl = kl_estimate(old_logps, ref_logps, "k1") * mask  # (N, R)
+            token_rewards = -self.kl_coef * kl
+            last = (mask.long().cumsum(-1) == mask.sum(-1, keepdim=True)) & mask  # the last counted token
+            token_rewards = token_rewards + last * score.nan_to_num(0.0).unsqueeze(-1)
+            advantages, returns = gae(token_rewards, old_values, mask, gamma=hp.gamma, lam=hp.lam)
+            if hp.whiten_advantages:
+                advantages = whiten(advantages, mask)
+        with timed(timings, "timing/update"):
+            stats = self._update(rollout, old_logps, old_values, advantages, returns)
+        sequence_kl = kl.sum(-1)[known].mean() if known.any() else kl.new_zeros(())
+        stats |= {"kl": sequence_kl, "kl_coef": torch.tensor(self.kl_coef)}
+        stats["value/explained_variance"] = explained_variance(old_values, returns, mask)
+        if hp.target_kl is not None:
+            self.kl_coef = adaptive_kl_coef(
+                self.kl_coef, sequence_kl.item(), target=hp.target_kl, horizon=hp.kl_horizon, n_steps=len(score)
+            )
+        log_rollout(self, "train", rollout, scores, hp.samples_per_prompt, {**stats, **as_tensors(timings)})
+        if hp.log_samples_every_n_steps and batch_idx % hp.log_samples_every_n_steps == 0:
+            write_samples(self, grouped["prompts"], completions, scores, hp.num_samples_to_log)
+
+    def _update(self, rollout: Rollout, old_logps, old_values, advantages, returns) -> dict[str, torch.Tensor]:  # noqa: ANN001
+        hp = self.hparams
+        opt, sched = self.optimizers(), self.lr_schedulers()
+        n = rollout.input_ids.shape[0]
+        size = hp.mini_batch_size or n
+        history: dict[str, list[torch.Tensor]] = {}
+        for _ in range(hp.ppo_epochs):
+            order = torch.randperm(n, device=self.device)
+            for start in range(0, n, size):
+                rows = order[start : start + size]
+                part = Rollout(*(t[rows] for t in rollout))
+                logps, values, entropy = self._scores(part, with_entropy=True)
+                mask = part.completion_mask
+                policy = clipped_policy_loss(
+                    logps, old_logps[rows], advantages[rows], mask, epsilon=hp.epsilon, normalization="token"
+                )
+                value = clipped_value_loss(values, old_values[rows], returns[rows], mask, clip=hp.value_clip)
+                loss = policy.loss + hp.vf_coef * value.loss
+                opt.zero_grad()
+                self.manual_backward(loss)
+                if hp.max_grad_norm:
+                    self.clip_gradients(opt, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm")
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                step = {
+                    "loss": loss.detach(),
+                    "loss/policy": policy.loss.detach(),
+                    "loss/value": value.loss.detach(),
+                    "value/clip_frac": value.clip_frac,
+                    "clip_ratio/region_mean": policy.low_clip + policy.high_clip,
+                    "entropy": (entropy * mask).sum() / mask.sum().clamp(min=1),
+                }
+                for k, v in step.items():
+                    history.setdefault(k, []).append(v)
+        return {k: torch.stack(v).mean() for k, v in history.items()}
+
+    def validation_step(self, batch: PromptBatch, batch_idx: int) -> None:
+        """Greedy completions of held-out prompts: ``val/reward`` and the completion metrics."""
+        validation_rollout(self, batch, "val", self.eval_sampling)
+
+    def test_step(self, batch: PromptBatch, batch_idx: int) -> None:
+        """The same on the test split."""
+        validation_rollout(self, batch, "test", self.eval_sampling)
+
+    def configure_optimizers(self) -> Any:
+        """One optimizer over the policy, the value head and the value model (never the frozen reference)."""
+        return configure_optimizers(self, self.optimizer, self.lr_scheduler)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Drop the frozen reference copy; keep the adaptive KL coefficient."""
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("reference.")}
+        checkpoint["kl_coef"] = self.kl_coef
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the adaptive KL coefficient."""
+        self.kl_coef = checkpoint.get("kl_coef", self.kl_coef)

@@ -1,0 +1,43 @@
+"""Verifiable rewards: 1.0 when the completion's answer equals the reference answer, else 0.0."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lit_align.data.arithmetic import is_correct
+from lit_align.rewards.text import completion_text
+
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def arithmetic_answer(prompts: list[Any], completions: list[Any], answer: list[str], **_: Any) -> list[float]:
+    """Exact match for the embedded arithmetic task: the completion's leading integer equals ``answer``."""
+    return [float(is_correct(completion_text(c), a)) for c, a in zip(completions, answer, strict=True)]
+
+
+def _number(text: str) -> float | None:
+    found = NUMBER.findall(text)
+    if not found:
+        return None
+    try:
+        return float(found[-1].replace(",", ""))
+    except ValueError:
+        return None
+
+
+def final_number(prompts: list[Any], completions: list[Any], answer: list[str], **_: Any) -> list[float | None]:
+    """GSM8K-style match: the last number of the completion equals the reference's final number.
+
+    The reference may be a bare number or a GSM8K solution ending in ``#### 42``; commas are ignored. A reference
+    without a number gives None (the row is not scored) rather than a false 0.
+    """
+    scores: list[float | None] = []
+    for completion, reference in zip(completions, answer, strict=True):
+        target = _number(reference.rsplit("####", 1)[-1])
+        if target is None:
+            scores.append(None)
+            continue
+        got = _number(completion_text(completion))
+        scores.append(float(got is not None and abs(got - target) < 1e-6))
+    return scores

@@ -1,0 +1,61 @@
+"""Generation: masking after EOS, truncation, grouping of completions, and token scoring."""
+
+import torch
+
+from lit_align.data import PromptDataModule
+from lit_align.data.sources import DataSource
+from lit_align.modeling import ModelSpec, load_policy, load_tokenizer
+from lit_align.rollout import SamplingConfig, completion_logps, generate, mask_after_eos, repeat_prompts, stop_token_ids
+
+
+def test_mask_after_eos():
+    ids = torch.tensor([[5, 3, 0, 0], [5, 6, 7, 8], [3, 9, 3, 0]])
+    mask, truncated = mask_after_eos(ids, [3])
+    assert mask.tolist() == [[True, True, False, False], [True] * 4, [True, False, False, False]]
+    assert truncated.tolist() == [False, True, False]
+    mask, _ = mask_after_eos(torch.tensor([[5, 4, 9]]), [3, 4])  # several stop tokens
+    assert mask.tolist() == [[True, True, False]]
+
+
+def test_generate_groups_masks_and_scores():
+    tokenizer = load_tokenizer("lit-align/tiny-sft")
+    model = load_policy(ModelSpec())
+    dm = PromptDataModule(source=DataSource(num_rows=4, num_val_rows=4), batch_size=2)
+    dm.setup("fit")
+    batch = next(iter(dm.val_dataloader()))
+    grouped = repeat_prompts(batch, 3)
+    assert (
+        grouped["prompts"][:3] == [batch["prompts"][0]] * 3
+        and grouped["columns"]["answer"][3] == batch["columns"]["answer"][1]
+    )
+    torch.manual_seed(0)
+    stops = stop_token_ids(model, tokenizer)
+    rollout = generate(
+        model, grouped, SamplingConfig(max_new_tokens=1, mask_truncated=True), pad_token_id=0, stop_ids=stops
+    )
+    assert rollout.completion_ids.shape == (6, 1) and rollout.truncated.all()  # no answer fits in 1 token
+    assert not rollout.completion_mask.any()  # truncated completions are masked out of the loss
+    greedy = generate(model, grouped, SamplingConfig(temperature=0, max_new_tokens=8), pad_token_id=0, stop_ids=stops)
+    for ids, mask in zip(greedy.completion_ids, greedy.completion_mask, strict=True):
+        kept = ids[mask].tolist()
+        assert kept[-1] in stops and all(t not in stops for t in kept[:-1])  # counted up to and including EOS
+        assert (ids[~mask] == 0).all()  # everything after EOS is padding
+    # The log-prob of greedy tokens from a full forward pass equals the generation's own scores.
+    scores = completion_logps(model, greedy, with_entropy=True)
+    out = model.generate(
+        input_ids=grouped["input_ids"],
+        attention_mask=grouped["attention_mask"],
+        do_sample=False,
+        max_new_tokens=greedy.completion_ids.shape[1],
+        pad_token_id=0,
+        eos_token_id=stops,
+        output_scores=True,
+        return_dict_in_generate=True,
+    )
+    gen_logps = (
+        torch.stack([torch.log_softmax(s, -1) for s in out.scores], 1)
+        .gather(-1, greedy.completion_ids.unsqueeze(-1))
+        .squeeze(-1)
+    )
+    assert torch.allclose(scores.token_logps[greedy.completion_mask], gen_logps[greedy.completion_mask], atol=1e-4)
+    assert (scores.entropy >= 0).all()
