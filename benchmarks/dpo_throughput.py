@@ -35,10 +35,16 @@ def _write_model(out: Path, hidden: int, layers: int, seq_len: int) -> int:
     from lit_align.embedded.build import build_tokenizer
 
     tokenizer = build_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 8 // 3 // 16 * 16,
-                         num_hidden_layers=layers, num_attention_heads=max(hidden // 64, 1),
-                         max_position_embeddings=seq_len + 8, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 8 // 3 // 16 * 16,
+        num_hidden_layers=layers,
+        num_attention_heads=max(hidden // 64, 1),
+        max_position_embeddings=seq_len + 8,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     model = LlamaForCausalLM(config)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -47,8 +53,14 @@ def _write_model(out: Path, hidden: int, layers: int, seq_len: int) -> int:
 
 def _write_pairs(path: Path, n: int, seq_len: int) -> None:
     prompt_len = seq_len // 2
-    rows = [{"prompt": "q" * (prompt_len - 1), "chosen": "a" * (seq_len - prompt_len - 1),
-             "rejected": "b" * (seq_len - prompt_len - 1)} for _ in range(n)]
+    rows = [
+        {
+            "prompt": "q" * (prompt_len - 1),
+            "chosen": "a" * (seq_len - prompt_len - 1),
+            "rejected": "b" * (seq_len - prompt_len - 1),
+        }
+        for _ in range(n)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -70,19 +82,32 @@ def run_mode(model: str, data: str, mode: dict, batch: int, steps: int) -> dict:
         def on_train_batch_end(self, *args) -> None:
             self.times.append(time.perf_counter() - self.start)
 
-    module = DPO(policy=ModelSpec(name_or_path=model, finetune=mode["finetune"], lora_r=16),
-                 reference=mode["reference"], optimizer=lambda p: torch.optim.AdamW(p, lr=1e-5))
+    module = DPO(
+        policy=ModelSpec(name_or_path=model, finetune=mode["finetune"], lora_r=16),
+        reference=mode["reference"],
+        optimizer=lambda p: torch.optim.AdamW(p, lr=1e-5),
+    )
     dm = PairwiseDataModule(tokenizer=model, source=DataSource(path=data), batch_size=batch, max_length=10_000)
     timer = Timer()
-    trainer = Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, callbacks=[timer], limit_val_batches=0)
+    trainer = Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        limit_val_batches=0,
+    )
     trainer.fit(module, dm)
     rows = dm.rows["train"][:batch]
     tokens = sum(len(r["prompt_ids"]) * 2 + len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows)
     timed = timer.times[1:]  # the first step includes one-off setup
     per_step = sum(timed) / len(timed)
-    return {"pairs_per_s": batch / per_step, "tokens_per_s": tokens / per_step,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "pairs_per_s": batch / per_step,
+        "tokens_per_s": tokens / per_step,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -103,16 +128,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         n_params = _write_model(Path(tmp) / "model", args.hidden, args.layers, args.seq_len)
         _write_pairs(Path(tmp) / "pairs.jsonl", args.batch * (args.steps + 1), args.seq_len)
-        print(f"DPO, Llama {n_params / 1e6:.1f}M parameters (hidden {args.hidden}, {args.layers} layers), "
-              f"sequence {args.seq_len} tokens, {args.batch} pairs/step, {torch.get_num_threads()} CPU threads, "
-              f"torch {torch.__version__}")
+        print(
+            f"DPO, Llama {n_params / 1e6:.1f}M parameters (hidden {args.hidden}, {args.layers} layers), "
+            f"sequence {args.seq_len} tokens, {args.batch} pairs/step, {torch.get_num_threads()} CPU threads, "
+            f"torch {torch.__version__}"
+        )
         for name in MODES:
             child = json.dumps([str(Path(tmp) / "model"), str(Path(tmp) / "pairs.jsonl"), name])
             cmd = [sys.executable, __file__, "--child", child, "--batch", str(args.batch), "--steps", str(args.steps)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             r = json.loads(out)
-            print(f"  {name:40s} {r['pairs_per_s']:7.2f} pairs/s {r['tokens_per_s']:9.0f} tokens/s "
-                  f"peak RSS {r['peak_rss_mb']:7.0f} MB")
+            print(
+                f"  {name:40s} {r['pairs_per_s']:7.2f} pairs/s {r['tokens_per_s']:9.0f} tokens/s "
+                f"peak RSS {r['peak_rss_mb']:7.0f} MB"
+            )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,12 @@ def _worker(rank: int, port: int, out: dict) -> None:
     dm.setup("fit")
     loader = dm.train_dataloader()
     # What Lightning does under DDP: the same loader with a distributed sampler.
-    loader = DataLoader(loader.dataset, batch_size=3, collate_fn=loader.collate_fn,
-                        sampler=DistributedSampler(loader.dataset, num_replicas=2, rank=rank, shuffle=True, seed=0))
+    loader = DataLoader(
+        loader.dataset,
+        batch_size=3,
+        collate_fn=loader.collate_fn,
+        sampler=DistributedSampler(loader.dataset, num_replicas=2, rank=rank, shuffle=True, seed=0),
+    )
     seen = []
     for batch in loader:
         grouped = repeat_prompts(batch, G)
