@@ -176,3 +176,21 @@ def test_readme_test_command_is_what_ci_runs():
     command = ci_lines[ci_lines.index("# README test command (keep identical to the README's quickstart):") + 1]
     assert command.endswith("python -m pytest")
     assert command in readme.splitlines()
+
+
+def test_unimportable_reward_exits_2_naming_the_key(tmp_path):
+    result = run_lit_align(
+        "fit",
+        "--config",
+        "recipes/grpo.yaml",
+        "--model.init_args.rewards",
+        '[{"function": "mypkg.rewards.judge"}]',
+        "--trainer.default_root_dir",
+        str(tmp_path / "run"),
+    )
+    assert result.returncode == 2
+    line = _error_line(result)
+    assert line == (
+        "lit-align: error: model.init_args.rewards[0].function: cannot import 'mypkg.rewards.judge': "
+        "No module named 'mypkg'"
+    )

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from lit_align.data.arithmetic import Shape
 from lit_align.data.collate import collate_prompts
-from lit_align.data.rows import OnBadRow, SplitLoaders, tokenize_rows
+from lit_align.data.rows import OnBadRow, SplitLoaders, log_row_stats, tokenize_rows
 from lit_align.data.sources import DataSource, Split, load_splits, load_test_split
 from lit_align.data.templates import is_conversational, render_prompt
 from lit_align.data.validation import text_or_messages
@@ -99,6 +99,7 @@ class PromptDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training prompts."""
+        log_row_stats(self)
         return self.splits.loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:

@@ -89,3 +89,22 @@ class SplitLoaders:
     def ordered(self) -> dict[str, DataLoader]:
         """Unshuffled loaders over every non-empty split, for precomputing reference log-probs once."""
         return {name: self.loader(name, shuffle=False) for name, rows in self.rows.items() if rows}
+
+
+def log_row_stats(datamodule: Any) -> None:
+    """Send each split's row counts (``rows``, ``truncated``, ``skipped``, per reason) to the trainer's loggers.
+
+    Called when the trainer first asks for training data; the counts land in the CSV log at step 0 as
+    ``data/<split>/<count>``, e.g. ``data/train/truncated``.
+    """
+    trainer = datamodule.trainer
+    if trainer is None or not trainer.is_global_zero or getattr(datamodule, "_row_stats_logged", False):
+        return
+    datamodule._row_stats_logged = True
+    metrics = {
+        f"data/{split}/{key.replace(': ', '/').replace(' ', '_')}": float(value)
+        for split, counts in datamodule.stats.items()
+        for key, value in counts.items()
+    }
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics, step=0)

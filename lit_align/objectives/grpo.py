@@ -93,13 +93,14 @@ class GRPO(LightningModule):
         self.reference_mode = ReferenceMode(reference).resolve(Finetune(policy.finetune)) if beta else None
         self.policy: torch.nn.Module | None = None
         self.reference: torch.nn.Module | None = None
-        self.reward_set = build_reward_set(self)
+        self.reward_set = None  # built in configure_model, so a bad reward is a one-line error, not a dump
         self.strict_loading = False  # checkpoints leave out the frozen reference
 
     def configure_model(self) -> None:
         """Build the policy, its tokenizer and, when ``beta`` > 0 under full fine-tuning, the reference copy."""
         if self.policy is not None:
             return
+        self.reward_set = build_reward_set(self)
         device = self.trainer.strategy.root_device if self._trainer is not None else None
         mode = self.reference_mode or ReferenceMode.ADAPTER  # ADAPTER builds no copy
         self.policy, self.reference = load_roles(self.policy_spec, mode, device)

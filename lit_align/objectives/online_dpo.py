@@ -112,13 +112,14 @@ class OnlineDPO(LightningModule):
         self.policy: torch.nn.Module | None = None
         self.reference: torch.nn.Module | None = None
         self.pairs: Rollout | None = None
-        self.reward_set = build_reward_set(self)
+        self.reward_set = None  # built in configure_model, so a bad reward is a one-line error, not a dump
         self.strict_loading = False  # checkpoints leave out the frozen reference
 
     def configure_model(self) -> None:
         """Build the policy, its tokenizer and, under full fine-tuning, the frozen reference copy."""
         if self.policy is not None:
             return
+        self.reward_set = build_reward_set(self)
         device = self.trainer.strategy.root_device if self._trainer is not None else None
         self.policy, self.reference = load_roles(self.policy_spec, self.reference_mode, device)
         spec = self.policy_spec

@@ -109,13 +109,14 @@ class PPO(LightningModule):
         self.value_backbone: torch.nn.Module | None = None
         self.value_head: ValueHead | None = None
         self.kl_coef = kl_coef
-        self.reward_set = build_reward_set(self)
+        self.reward_set = None  # built in configure_model, so a bad reward is a one-line error, not a dump
         self.strict_loading = False  # checkpoints leave out the frozen reference
 
     def configure_model(self) -> None:
         """Build policy, reference (copy or adapter-disabled), value head and the optional value model."""
         if self.policy is not None:
             return
+        self.reward_set = build_reward_set(self)
         device = self.trainer.strategy.root_device if self._trainer is not None else None
         self.policy, self.reference = load_roles(self.policy_spec, self.reference_mode, device)
         if self.value_spec is not None:

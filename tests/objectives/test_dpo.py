@@ -112,3 +112,22 @@ def test_reference_mode_must_fit_the_finetune_mode():
         DPO(policy=ModelSpec(name_or_path=TINY), reference="adapter")
     with pytest.raises(LitAlignError, match="use 'adapter' under LoRA"):
         DPO(policy=ModelSpec(name_or_path=TINY, finetune="lora"), reference="copy")
+
+
+def test_row_counts_reach_the_csv_log(tmp_path):
+    from tests.helpers import write_jsonl
+
+    long = "x" * 80
+    rows = [{"prompt": "a", "chosen": long, "rejected": long + "y"}, {"prompt": "b", "chosen": "1", "rejected": "2"}]
+    dm = PairwiseDataModule(
+        tokenizer=TINY,
+        source=DataSource(path=str(write_jsonl(tmp_path / "p.jsonl", rows)), val_split=None),
+        max_length=32,
+        batch_size=2,
+    )
+    trainer = _trainer(tmp_path, 1)
+    with pytest.warns(UserWarning, match="1 truncated"):
+        trainer.fit(DPO(policy=ModelSpec(name_or_path=TINY)), dm)
+    with open(trainer.logger.log_dir + "/metrics.csv") as f:
+        logged = [r for r in csv.DictReader(f) if r.get("data/train/rows")]
+    assert float(logged[0]["data/train/rows"]) == 2 and float(logged[0]["data/train/truncated"]) == 1
