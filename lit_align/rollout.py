@@ -93,7 +93,7 @@ def stop_token_ids(model: torch.nn.Module, tokenizer) -> list[int]:  # noqa: ANN
     """EOS ids from the model's generation config (one or several), else the tokenizer's EOS."""
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
-    return sorted(set(ids) | {tokenizer.eos_token_id})
+    return sorted({i for i in [*ids, tokenizer.eos_token_id] if i is not None})
 
 
 @torch.no_grad()
@@ -147,12 +147,15 @@ def completion_logps(
     *,
     with_entropy: bool = False,
     value_head: torch.nn.Module | None = None,
+    temperature: float = 1.0,
 ) -> CompletionScores:
     """Log-probability of each completion token under ``model`` (gradients flow when enabled by the caller).
 
     Position ids count real tokens only, as in generation with left padding; only the logits that predict
     completion tokens are computed (``logits_to_keep``). With ``value_head``, the value of the state before each
-    completion token is read from the last hidden state at the same positions.
+    completion token is read from the last hidden state at the same positions. ``temperature`` divides the logits,
+    so that tokens sampled at a temperature are scored under the distribution that sampled them (0 means greedy
+    and scores at 1).
     """
     r = rollout.completion_ids.shape[1]
     position_ids = (rollout.attention_mask.cumsum(-1) - 1).clamp(min=0)
@@ -165,6 +168,8 @@ def completion_logps(
         output_hidden_states=value_head is not None,
     )
     logits = out.logits[:, :-1]  # (N, R, V): position P - 1 + t predicts completion token t
+    if temperature not in (0.0, 1.0):
+        logits = logits / temperature
     logps = token_logps(logits, rollout.completion_ids)
     entropy = values = None
     if with_entropy:

@@ -59,3 +59,20 @@ def test_generate_groups_masks_and_scores():
     )
     assert torch.allclose(scores.token_logps[greedy.completion_mask], gen_logps[greedy.completion_mask], atol=1e-4)
     assert (scores.entropy >= 0).all()
+
+
+def test_completion_logps_score_at_the_sampling_temperature():
+    model = load_policy(ModelSpec())
+    dm = PromptDataModule(source=DataSource(num_rows=4, num_val_rows=4), batch_size=2)
+    dm.setup("fit")
+    batch = next(iter(dm.val_dataloader()))
+    torch.manual_seed(0)
+    rollout = generate(model, batch, SamplingConfig(temperature=2.0, max_new_tokens=4), pad_token_id=0, stop_ids=[3])
+    hot = completion_logps(model, rollout, temperature=2.0).token_logps
+    plain = completion_logps(model, rollout).token_logps
+    position_ids = (rollout.attention_mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=rollout.input_ids, attention_mask=rollout.attention_mask, position_ids=position_ids).logits
+    r = rollout.completion_ids.shape[1]
+    by_hand = torch.log_softmax(logits[:, -(r + 1) : -1] / 2.0, -1).gather(-1, rollout.completion_ids.unsqueeze(-1))
+    assert torch.allclose(hot, by_hand.squeeze(-1), atol=1e-5)
+    assert not torch.allclose(hot, plain, atol=1e-3)

@@ -15,6 +15,7 @@ from lit_align.objectives.online import (
     as_tensors,
     build_reward_set,
     log_rollout,
+    mean_over_ranks,
     sample,
     timed,
     validation_rollout,
@@ -125,22 +126,25 @@ class GRPO(LightningModule):
 
     def _update(self, rollout: Rollout, advantages: torch.Tensor) -> dict[str, torch.Tensor]:
         hp = self.hparams
-        old_logps = ref_logps = None
-        with torch.no_grad():
-            if hp.num_iterations > 1:
-                old_logps = completion_logps(self.policy, rollout).token_logps
-            if hp.beta:
-                with reference_mode(self.policy, self.reference) as ref:
-                    ref_logps = completion_logps(ref, rollout).token_logps
-        opt, sched = self.optimizers(), self.lr_schedulers()
+        temperature = self.sampling.temperature
         n = len(advantages)
         size = hp.mini_batch_size or n
+        old_logps = ref_logps = None
+        with torch.no_grad():
+            if hp.num_iterations > 1 or size < n:  # later updates are off-policy: keep the sampling policy's logps
+                old_logps = completion_logps(self.policy, rollout, temperature=temperature).token_logps
+            if hp.beta:
+                with reference_mode(self.policy, self.reference) as ref:
+                    ref_logps = completion_logps(ref, rollout, temperature=temperature).token_logps
+        opt, sched = self.optimizers(), self.lr_schedulers()
         history: dict[str, list[torch.Tensor]] = {}
         for _ in range(hp.num_iterations):
             for start in range(0, n, size):
                 rows = slice(start, start + size)
                 part = Rollout(*(t[rows] for t in rollout))
-                scored = completion_logps(self.policy, part, with_entropy=True)
+                scored = completion_logps(self.policy, part, with_entropy=True, temperature=temperature)
+                # DAPO divides by the token count of the global batch; DDP averages gradients over ranks.
+                num_tokens = mean_over_ranks(part.completion_mask.sum().float()).clamp(min=1)
                 old = scored.token_logps.detach() if old_logps is None else old_logps[rows]
                 out = clipped_policy_loss(
                     scored.token_logps,
@@ -151,6 +155,7 @@ class GRPO(LightningModule):
                     epsilon_high=hp.epsilon_high,
                     normalization=LossNormalization(hp.loss_normalization),
                     max_completion_length=self.sampling.max_new_tokens,
+                    num_tokens=num_tokens,
                     ref_token_logps=None if ref_logps is None else ref_logps[rows],
                     beta=hp.beta,
                 )

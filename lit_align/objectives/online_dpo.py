@@ -129,12 +129,14 @@ class OnlineDPO(LightningModule):
     def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
         """(Every ``regenerate_every`` steps) sample -> rank -> pair; then one DPO step on the pairs."""
         hp, timings, extra = self.hparams, {}, {}
-        if self.pairs is None or batch_idx % hp.regenerate_every == 0:
+        if batch_idx % hp.regenerate_every == 0:  # the same decision on every rank (generation is collective)
             with timed(timings, "timing/generation"):
                 grouped, rollout, completions = sample(self, batch, hp.num_samples, self.sampling)
             with timed(timings, "timing/scoring"):
                 scores = self.reward_set(grouped["prompts"], completions, grouped["columns"])
-                chosen, rejected = best_and_worst(scores.total, hp.num_samples)
+                total = scores.total.clone()
+                total[~rollout.completion_mask.any(-1).cpu()] = float("nan")  # masked (truncated): no pair
+                chosen, rejected = best_and_worst(total, hp.num_samples)
                 rows = torch.cat([chosen, rejected]).to(rollout.input_ids.device)
                 self.pairs = Rollout(*(t[rows] for t in rollout)) if len(chosen) else None
             extra["pairs_per_prompt"] = torch.tensor(len(chosen) / len(batch["prompts"]))
@@ -142,7 +144,10 @@ class OnlineDPO(LightningModule):
             if hp.log_samples_every_n_steps and batch_idx % hp.log_samples_every_n_steps == 0:
                 write_samples(self, grouped["prompts"], completions, scores, hp.num_samples_to_log)
         if self.pairs is None:
-            return  # every prompt's samples scored alike: nothing to learn from this batch
+            # Every prompt's samples scored alike: nothing to learn, but under DDP every rank must still take part
+            # in the gradient all-reduce, so step on a zero loss.
+            self._optimizer_step(sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0)
+            return
         with timed(timings, "timing/update"):
             metrics = self._dpo_step(self.pairs)
         log_metrics(self, {**metrics, **as_tensors(timings)}, "train", batch_size=len(self.pairs.input_ids) // 2)
@@ -155,6 +160,12 @@ class OnlineDPO(LightningModule):
         pc, pr = logps.chunk(2)
         out = self.loss_fn(pc, pr, *ref_logps.chunk(2))
         loss = out.losses.mean()
+        self._optimizer_step(loss)
+        lengths = mask.sum(-1)
+        metrics = preference_metrics(out.chosen_rewards, out.rejected_rewards, pc, pr, *lengths.chunk(2))
+        return {"loss": loss.detach(), **metrics, "kl": sequence_kl(logps, ref_logps)}
+
+    def _optimizer_step(self, loss: torch.Tensor) -> None:
         opt, sched = self.optimizers(), self.lr_schedulers()
         opt.zero_grad()
         self.manual_backward(loss)
@@ -163,9 +174,6 @@ class OnlineDPO(LightningModule):
         opt.step()
         if sched is not None:
             sched.step()
-        lengths = mask.sum(-1)
-        metrics = preference_metrics(out.chosen_rewards, out.rejected_rewards, pc, pr, *lengths.chunk(2))
-        return {"loss": loss.detach(), **metrics, "kl": sequence_kl(logps, ref_logps)}
 
     def validation_step(self, batch: PromptBatch, batch_idx: int) -> None:
         """Greedy completions of held-out prompts: ``val/reward`` and the completion metrics."""

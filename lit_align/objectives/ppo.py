@@ -16,9 +16,11 @@ from lit_align.objectives.online import (
     as_tensors,
     build_reward_set,
     log_rollout,
+    mean_over_ranks,
     sample,
     timed,
     validation_rollout,
+    world_size,
     write_samples,
 )
 from lit_align.objectives.optim import configure_optimizers
@@ -128,11 +130,14 @@ class PPO(LightningModule):
         self.stop_ids = stop_token_ids(self.policy, self.tokenizer)
 
     def _scores(self, rollout: Rollout, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        """Token log-probs and values of a rollout, shapes (N, R) and (N, R)."""
+        """Token log-probs (at the sampling temperature) and values of a rollout, shapes (N, R) and (N, R)."""
+        t = self.sampling.temperature
         if self.value_backbone is None:
-            out = completion_logps(self.policy, rollout, with_entropy=with_entropy, value_head=self.value_head)
+            out = completion_logps(
+                self.policy, rollout, with_entropy=with_entropy, value_head=self.value_head, temperature=t
+            )
             return out.token_logps, out.values, out.entropy
-        out = completion_logps(self.policy, rollout, with_entropy=with_entropy)
+        out = completion_logps(self.policy, rollout, with_entropy=with_entropy, temperature=t)
         values = completion_logps(self.value_backbone, rollout, value_head=self.value_head).values
         return out.token_logps, values, out.entropy
 
@@ -149,7 +154,7 @@ class PPO(LightningModule):
             with torch.no_grad():
                 old_logps, old_values, _ = self._scores(rollout)
                 with reference_mode(self.policy, self.reference) as ref:
-                    ref_logps = completion_logps(ref, rollout).token_logps
+                    ref_logps = completion_logps(ref, rollout, temperature=self.sampling.temperature).token_logps
             mask = rollout.completion_mask
             kl = kl_estimate(old_logps, ref_logps, "k1") * mask  # (N, R)
             token_rewards = -self.kl_coef * kl
@@ -163,9 +168,13 @@ class PPO(LightningModule):
         sequence_kl = kl.sum(-1)[known].mean() if known.any() else kl.new_zeros(())
         stats |= {"kl": sequence_kl, "kl_coef": torch.tensor(self.kl_coef)}
         stats["value/explained_variance"] = explained_variance(old_values, returns, mask)
-        if hp.target_kl is not None:
+        if hp.target_kl is not None:  # every rank applies the same update, from the KL of all ranks
             self.kl_coef = adaptive_kl_coef(
-                self.kl_coef, sequence_kl.item(), target=hp.target_kl, horizon=hp.kl_horizon, n_steps=len(score)
+                self.kl_coef,
+                mean_over_ranks(sequence_kl).item(),
+                target=hp.target_kl,
+                horizon=hp.kl_horizon,
+                n_steps=len(score) * world_size(),
             )
         log_rollout(self, "train", rollout, scores, hp.samples_per_prompt, {**stats, **as_tensors(timings)})
         if hp.log_samples_every_n_steps and batch_idx % hp.log_samples_every_n_steps == 0:

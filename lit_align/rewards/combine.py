@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import numbers
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -155,6 +156,6 @@ class RewardSet:
         if not isinstance(values, (list, tuple)) or len(values) != expected:
             raise TypeError(f"reward '{name}' must return a list of {expected} floats or None, got {values!r:.80}")
         for v in values:
-            if v is not None and not isinstance(v, (int, float)):
+            if v is not None and not isinstance(v, numbers.Real) and not (torch.is_tensor(v) and v.numel() == 1):
                 raise TypeError(f"reward '{name}' returned {v!r}, not a float or None")
-        return list(values)
+        return [None if v is None else float(v) for v in values]
