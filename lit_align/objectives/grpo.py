@@ -8,6 +8,7 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from lit_align.distributed import mean_over_ranks
 from lit_align.losses.policy_gradient import LossNormalization, clipped_policy_loss
 from lit_align.modeling import Finetune, ModelSpec, load_tokenizer, reference_mode
 from lit_align.objectives.logps import ReferenceMode, load_roles
@@ -15,7 +16,6 @@ from lit_align.objectives.online import (
     as_tensors,
     build_reward_set,
     log_rollout,
-    mean_over_ranks,
     sample,
     timed,
     validation_rollout,

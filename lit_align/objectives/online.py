@@ -32,20 +32,6 @@ def timed(timings: dict[str, float], name: str) -> Iterator[None]:
     timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
 
 
-def world_size() -> int:
-    """Number of processes (1 without torch.distributed)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
-    """Mean of a scalar over processes (the value itself in one process)."""
-    if world_size() == 1:
-        return value
-    value = value.detach().clone().float()
-    dist.all_reduce(value)
-    return value / world_size()
-
-
 def as_tensors(values: dict[str, float]) -> dict[str, torch.Tensor]:
     """Turn plain numbers (timings) into tensors for logging."""
     return {k: torch.tensor(v) for k, v in values.items()}

@@ -8,6 +8,7 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from lit_align.distributed import mean_over_ranks, world_size
 from lit_align.losses.policy_gradient import clipped_policy_loss, clipped_value_loss
 from lit_align.metrics import explained_variance
 from lit_align.modeling import Finetune, ModelSpec, load_policy, load_tokenizer, reference_mode
@@ -16,11 +17,9 @@ from lit_align.objectives.online import (
     as_tensors,
     build_reward_set,
     log_rollout,
-    mean_over_ranks,
     sample,
     timed,
     validation_rollout,
-    world_size,
     write_samples,
 )
 from lit_align.objectives.optim import configure_optimizers

@@ -8,6 +8,7 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from lit_align.distributed import sum_over_ranks
 from lit_align.losses.sft import sft_loss
 from lit_align.metrics import log_metrics, token_accuracy
 from lit_align.modeling import ModelSpec, load_policy
@@ -67,7 +68,7 @@ class SFT(LightningModule):
     def training_step(self, batch: SFTBatch, batch_idx: int) -> torch.Tensor:
         """One optimisation step on a batch."""
         loss = self._shared_step(batch, "train")
-        self.tokens_seen += self.trainer.strategy.reduce(batch["attention_mask"].sum(), reduce_op="sum").long()
+        self.tokens_seen += sum_over_ranks(batch["attention_mask"].sum()).long()
         self.log("train/tokens_seen", self.tokens_seen.float(), batch_size=batch["input_ids"].shape[0])
         return loss
 
