@@ -1,4 +1,4 @@
-"""The ``lit-align`` command: a LightningCLI (fit, validate, test, predict) plus ``evaluate``."""
+"""The ``lit-align`` command: a LightningCLI (fit, validate, test, predict) plus ``evaluate`` and ``export``."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ class LitAlignCLI(LightningCLI):
         return trainer
 
 
-def run_cli(args: list[str] | None = None) -> LitAlignCLI:
-    """Run the LightningCLI on ``args`` (``sys.argv[1:]`` when None)."""
+def run_cli(args: list[str] | None = None, *, run: bool = True) -> LitAlignCLI:
+    """Run the LightningCLI on ``args`` (``sys.argv[1:]`` when None); ``run=False`` only builds the classes."""
     return LitAlignCLI(
         LightningModule,
         LightningDataModule,
@@ -53,6 +53,7 @@ def run_cli(args: list[str] | None = None) -> LitAlignCLI:
         # Raise instead of printing the whole usage, so main() can print one line naming the key.
         parser_kwargs={"exit_on_error": False},
         args=args,
+        run=run,
     )
 
 
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> None:
             from lit_align.evaluation import evaluate_cli
 
             evaluate_cli(args[1:])
+        elif args and args[0] == "export":
+            from lit_align.export import export_cli
+
+            export_cli(args[1:])
         else:
             run_cli(argv)
     except LitAlignError as error:
