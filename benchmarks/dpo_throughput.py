@@ -26,6 +26,7 @@ MODES = {
     "reference held (full FT, frozen copy)": {"finetune": "full", "reference": "copy"},
     "LoRA (reference = adapter disabled)": {"finetune": "lora", "reference": "adapter"},
     "precomputed reference (full FT)": {"finetune": "full", "reference": "precomputed"},
+    "QLoRA nf4 (reference = adapter disabled)": {"finetune": "qlora", "reference": "adapter"},
 }
 
 

@@ -1,0 +1,55 @@
+"""QLoRA (4-bit nf4 base + LoRA) for a reference-based offline objective (DPO) and an online one (GRPO) on CPU."""
+
+import torch
+from lightning import Trainer
+
+from lit_align.data import DataSource, PairwiseDataModule, PromptDataModule
+from lit_align.modeling import ModelSpec
+from lit_align.objectives import DPO, GRPO
+from lit_align.rollout import SamplingConfig
+
+QLORA = ModelSpec(finetune="qlora", lora_r=4)
+
+
+def _trainer(tmp_path, steps):
+    return Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+
+
+def _adapters(module):
+    return {n: p.detach().clone() for n, p in module.policy.named_parameters() if p.requires_grad}
+
+
+def test_qlora_dpo_trains_adapters_with_the_adapter_disabled_reference(tmp_path):
+    module = DPO(policy=QLORA, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-3))
+    assert module.reference_mode == "adapter"
+    module.configure_model()
+    before = _adapters(module)
+    assert before and all("lora" in n for n in before)
+    dm = PairwiseDataModule(source=DataSource(num_rows=16, num_val_rows=4), batch_size=4, max_length=64)
+    _trainer(tmp_path, 2).fit(module, dm)
+    assert module.reference is None
+    assert any(not p.equal(before[n]) for n, p in module.policy.named_parameters() if p.requires_grad)
+
+
+def test_qlora_grpo_samples_and_trains(tmp_path):
+    torch.manual_seed(0)
+    module = GRPO(
+        policy=QLORA,
+        group_size=4,
+        sampling=SamplingConfig(max_new_tokens=6),
+        log_samples_every_n_steps=0,
+        optimizer=lambda p: torch.optim.AdamW(p, lr=1e-3),
+    )
+    module.configure_model()
+    before = _adapters(module)
+    dm = PromptDataModule(source=DataSource(num_rows=8, num_val_rows=4), batch_size=2)
+    _trainer(tmp_path, 2).fit(module, dm)
+    assert any(not p.equal(before[n]) for n, p in module.policy.named_parameters() if p.requires_grad)
