@@ -1,5 +1,6 @@
 """QLoRA (4-bit nf4 base + LoRA) for a reference-based offline objective (DPO) and an online one (GRPO) on CPU."""
 
+import pytest
 import torch
 from lightning import Trainer
 
@@ -52,4 +53,41 @@ def test_qlora_grpo_samples_and_trains(tmp_path):
     before = _adapters(module)
     dm = PromptDataModule(source=DataSource(num_rows=8, num_val_rows=4), batch_size=2)
     _trainer(tmp_path, 2).fit(module, dm)
+    assert any(not p.equal(before[n]) for n, p in module.policy.named_parameters() if p.requires_grad)
+
+
+def _online_data():
+    return PromptDataModule(source=DataSource(num_rows=8, num_val_rows=4), batch_size=2)
+
+
+def _pairs():
+    return PairwiseDataModule(source=DataSource(num_rows=16, num_val_rows=4), batch_size=4, max_length=64)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["SFT", "KTO", "SimPO", "ORPO", "RewardModel", "PPO", "OnlineDPO"],
+)
+def test_qlora_every_other_objective_trains_adapters(tmp_path, name):
+    from lit_align import objectives
+    from lit_align.data import BinaryDataModule, SFTDataModule
+    from lit_align.rewards import RewardSpec
+
+    opt = {"optimizer": lambda p: torch.optim.AdamW(p, lr=1e-3)}
+    arith = [RewardSpec("lit_align.rewards.arithmetic_answer")]
+    online = {"rewards": arith, "sampling": SamplingConfig(max_new_tokens=6, temperature=1.5), **opt}
+    extra = {"PPO": online, "OnlineDPO": online}.get(name, opt)
+    module = getattr(objectives, name)(policy=QLORA, **extra)
+    module.configure_model()
+    assert getattr(module, "reference", None) is None  # adapter disabled, never a second copy
+    before = _adapters(module)
+    assert before
+    data = {
+        "SFT": lambda: SFTDataModule(source=DataSource(num_rows=16, num_val_rows=4), batch_size=4),
+        "KTO": lambda: BinaryDataModule(source=DataSource(num_rows=16, num_val_rows=4), batch_size=4, max_length=64),
+        "PPO": _online_data,
+        "OnlineDPO": _online_data,
+    }.get(name, _pairs)()
+    torch.manual_seed(0)
+    _trainer(tmp_path, 2).fit(module, data)
     assert any(not p.equal(before[n]) for n, p in module.policy.named_parameters() if p.requires_grad)
