@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
+import numpy as np
+import torch
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -33,3 +36,53 @@ class SaveHuggingFace(Callback):
         head = getattr(pl_module, "head", "causal_lm")
         save_hf(pl_module.policy, tokenizer, out, spec=spec, merge_adapter=self.merge_adapter, head=head)
         rank_zero_info(f"saved the policy in Hugging Face format to {out}")
+
+
+class RNGState(Callback):
+    """Keep the random number generators' states in every checkpoint and restore them on resume.
+
+    With the data loaders' own state (see ``lit_align.data.rows.make_loader``), a resumed run draws the same
+    random numbers (sampling in online objectives, dropout) as the run that was interrupted. The CLI adds it to every
+    run.
+    """
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
+        """Store the states of Python's, NumPy's and torch's generators (CPU and CUDA)."""
+        checkpoint["rng_states"] = collect_rng_states()
+
+    def __init__(self) -> None:
+        """See the class docstring."""
+        self.pending: dict | None = None
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
+        """Keep the saved states until the first batch: setting up the data loaders after a restore draws numbers."""
+        self.pending = checkpoint.get("rng_states")
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: object, batch_idx: int) -> None:
+        """Put the generators back where the checkpoint left them, right before the first batch after a resume."""
+        if self.pending is not None:
+            set_rng_states(self.pending)
+            self.pending = None
+
+
+def collect_rng_states() -> dict:
+    """States of Python's, NumPy's and torch's generators as tensors and plain lists (loadable weights-only)."""
+    version, state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": [version, list(state), gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+    }
+
+
+def set_rng_states(states: dict) -> None:
+    """Restore what :func:`collect_rng_states` returned."""
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    version, state, gauss = states["python"]
+    random.setstate((version, tuple(state), gauss))
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))

@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 import lit_align.data  # noqa: F401  (registers the data modules for short class names)
 import lit_align.objectives  # noqa: F401  (registers the objectives for short class names)
+from lit_align.callbacks import RNGState
 from lit_align.errors import LitAlignError
 from lit_align.modeling import POLICY_KEY, resolve_model_path
 
@@ -31,10 +32,12 @@ class LitAlignCLI(LightningCLI):
             resolve_model_path(name_or_path, POLICY_KEY)
 
     def instantiate_trainer(self, **kwargs) -> Trainer:  # noqa: ANN003 (Lightning's signature)
-        """Add a CSV logger in ``default_root_dir`` next to whatever loggers the config names."""
+        """Add a CSV logger in ``default_root_dir`` next to the config's loggers, and keep RNG states in checkpoints."""
         trainer = super().instantiate_trainer(**kwargs)
         if not any(isinstance(logger, CSVLogger) for logger in trainer.loggers):
             trainer.loggers = [CSVLogger(trainer.default_root_dir, name="logs"), *trainer.loggers]
+        if not any(isinstance(callback, RNGState) for callback in trainer.callbacks):
+            trainer.callbacks.append(RNGState())  # a resumed run draws the same random numbers
         return trainer
 
 

@@ -277,3 +277,7 @@ def save_hf(
         policy.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+# Checkpoints keep the module's hyperparameters; let them load with torch.load(weights_only=True).
+torch.serialization.add_safe_globals([ModelSpec])

@@ -203,3 +203,7 @@ class ValueHead(torch.nn.Module):
 def _entropy(logits: torch.Tensor) -> torch.Tensor:
     logp = torch.log_softmax(logits.float(), dim=-1)  # (R, V)
     return -(logp.exp() * logp).sum(-1)
+
+
+# Checkpoints keep the module's hyperparameters; let them load with torch.load(weights_only=True).
+torch.serialization.add_safe_globals([SamplingConfig])

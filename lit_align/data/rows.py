@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from lit_align.data.sources import Split
 from lit_align.errors import DataError, LitAlignError
@@ -51,8 +52,12 @@ def tokenize_rows(
 
 
 def make_loader(rows: list, batch_size: int, collate: Callable, *, shuffle: bool, num_workers: int) -> DataLoader:
-    """DataLoader over tokenized rows."""
-    return DataLoader(rows, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, num_workers=num_workers)
+    """DataLoader over tokenized rows that can save and restore its position mid-epoch.
+
+    Lightning stores the loader's state (sampler order and batches already served) in every checkpoint, so a run
+    resumed from a mid-epoch checkpoint sees exactly the batches the uninterrupted run would have seen.
+    """
+    return StatefulDataLoader(rows, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, num_workers=num_workers)
 
 
 class SplitLoaders:

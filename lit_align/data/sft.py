@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from lit_align.data.arithmetic import Shape
 from lit_align.data.collate import collate_sft
+from lit_align.data.rows import make_loader
 from lit_align.data.sources import DataSource, Split, load_splits, load_test_split
 from lit_align.data.templates import tokenize_prompt_completion
 from lit_align.data.validation import messages_field, text_or_messages
@@ -139,6 +140,4 @@ class SFTDataModule(LightningDataModule):
 
     def _loader(self, rows: list, batch_size: int, shuffle: bool) -> DataLoader:
         collate = partial(collate_sft, pad_token_id=self.tokenizer.pad_token_id)
-        return DataLoader(
-            rows, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, num_workers=self.hparams.num_workers
-        )
+        return make_loader(rows, batch_size, collate, shuffle=shuffle, num_workers=self.hparams.num_workers)

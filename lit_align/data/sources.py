@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import torch
 
 from lit_align.data import arithmetic
 from lit_align.errors import DataError
@@ -167,3 +168,7 @@ def load_test_split(source: DataSource, shape: arithmetic.Shape) -> Split | None
     if test is not None and source.num_val_rows is not None:
         test.rows = test.rows.select(range(min(source.num_val_rows, len(test.rows))))
     return test
+
+
+# Checkpoints keep the data module's hyperparameters; let them load with torch.load(weights_only=True).
+torch.serialization.add_safe_globals([DataSource])
