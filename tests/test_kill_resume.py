@@ -1,0 +1,68 @@
+"""A ``lit-align fit`` process killed with SIGKILL mid-run resumes from its last checkpoint and finishes."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.helpers import REPO, run_lit_align
+
+
+def _args(run):
+    return [
+        "fit",
+        "--config",
+        "recipes/sft.yaml",
+        "--model.init_args.policy.name_or_path",
+        "lit-align/tiny-sft",
+        "--data.init_args.source.num_rows",
+        "4000",
+        "--data.init_args.batch_size",
+        "8",
+        "--trainer.max_steps",
+        "400",
+        "--trainer.val_check_interval",
+        "400",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(run),
+        "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+        f"--trainer.callbacks.dirpath={run / 'checkpoints'}",
+        "--trainer.callbacks.every_n_train_steps=20",
+        "--trainer.callbacks.save_last=true",
+        "--trainer.callbacks.save_top_k=-1",
+    ]
+
+
+def test_sigkill_then_resume_from_last_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lit_align.cli", *_args(run)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while time.time() < deadline and not any((run / "checkpoints").glob("*step=40*.ckpt")):
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and last.exists()
+    saved = sorted((run / "checkpoints").glob("epoch=*.ckpt"))
+    assert saved and not (run / "hf_model").exists()  # it died mid-run
+
+    resumed = run_lit_align(*_args(run), "--ckpt_path", "last", timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (run / "hf_model" / "model.safetensors").exists()
+    logs = sorted((run / "logs").glob("version_*/metrics.csv"))
+    assert len(logs) == 2  # the killed run's log and the resumed run's
+    with open(logs[-1]) as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    # It went on from a checkpoint (step 20 or 40: the kill may land while last.ckpt is being rewritten, and then the
+    # previous last.ckpt is what survives), not from step 0, and finished.
+    assert 20 <= steps[0] <= 45 and steps[-1] == 399
