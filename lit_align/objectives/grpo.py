@@ -10,11 +10,11 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lit_align.distributed import mean_over_ranks
 from lit_align.losses.policy_gradient import LossNormalization, clipped_policy_loss
-from lit_align.modeling import Finetune, ModelSpec, load_tokenizer, reference_mode
-from lit_align.objectives.logps import ReferenceMode, load_roles
+from lit_align.modeling import Finetune, ModelSpec, reference_mode
+from lit_align.objectives.logps import ReferenceMode, checkpoint_without_reference
 from lit_align.objectives.online import (
     as_tensors,
-    build_reward_set,
+    build_online_roles,
     log_rollout,
     sample,
     timed,
@@ -24,7 +24,7 @@ from lit_align.objectives.online import (
 from lit_align.objectives.optim import configure_optimizers
 from lit_align.ops.advantages import AdvantageScale, group_advantages
 from lit_align.rewards.combine import OnRewardError, RewardSpec
-from lit_align.rollout import Rollout, SamplingConfig, completion_logps, stop_token_ids
+from lit_align.rollout import Rollout, SamplingConfig, completion_logps
 from lit_align.types import PromptBatch
 
 ARITHMETIC = RewardSpec("lit_align.rewards.arithmetic_answer")
@@ -101,13 +101,7 @@ class GRPO(LightningModule):
         """Build the policy, its tokenizer and, when ``beta`` > 0 under full fine-tuning, the reference copy."""
         if self.policy is not None:
             return
-        self.reward_set = build_reward_set(self)
-        device = self.trainer.strategy.root_device if self._trainer is not None else None
-        mode = self.reference_mode or ReferenceMode.ADAPTER  # ADAPTER builds no copy
-        self.policy, self.reference = load_roles(self.policy_spec, mode, device)
-        spec = self.policy_spec
-        self.tokenizer = load_tokenizer(spec.name_or_path, trust_remote_code=spec.trust_remote_code)
-        self.stop_ids = stop_token_ids(self.policy, self.tokenizer)
+        build_online_roles(self, self.reference_mode or ReferenceMode.ADAPTER)  # ADAPTER builds no copy
 
     def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
         """Rollout -> rewards -> advantages -> ``num_iterations`` passes of minibatch updates."""
@@ -190,4 +184,4 @@ class GRPO(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Drop the frozen reference copy."""
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("reference.")}
+        checkpoint_without_reference(checkpoint)

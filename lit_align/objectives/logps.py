@@ -101,7 +101,8 @@ def batch_reference_logps(module: LightningModule, batch: dict, stage: str) -> t
     return reference_logps(module.policy, module.reference, batch)
 
 
-def checkpoint_without_reference(checkpoint: dict, ref_cache: dict[str, torch.Tensor]) -> None:
-    """Drop the frozen reference copy from a Lightning checkpoint and keep the precomputed cache in it."""
+def checkpoint_without_reference(checkpoint: dict, ref_cache: dict[str, torch.Tensor] | None = None) -> None:
+    """Drop the frozen reference copy from a Lightning checkpoint; keep the precomputed cache in it when given."""
     checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("reference.")}
-    checkpoint["ref_cache"] = ref_cache
+    if ref_cache is not None:
+        checkpoint["ref_cache"] = ref_cache

@@ -18,9 +18,11 @@ import torch.distributed as dist
 from lightning import LightningModule
 
 from lit_align.metrics import distinct_n, log_metrics
+from lit_align.modeling import load_tokenizer
+from lit_align.objectives.logps import ReferenceMode, load_roles
 from lit_align.ops.advantages import group_reward_std
 from lit_align.rewards.combine import RewardScores, RewardSet
-from lit_align.rollout import Rollout, SamplingConfig, generate, repeat_prompts
+from lit_align.rollout import Rollout, SamplingConfig, generate, repeat_prompts, stop_token_ids
 from lit_align.types import PromptBatch
 
 
@@ -167,6 +169,17 @@ def _value(x: torch.Tensor) -> float | None:
     return None if math.isnan(x.item()) else x.item()
 
 
-def build_reward_set(module: LightningModule) -> RewardSet:
-    """The module's rewards from its ``rewards`` and ``on_reward_error`` hyperparameters."""
-    return RewardSet(module.hparams.rewards, module.hparams.on_reward_error, key="model.init_args.rewards")
+def build_online_roles(module: LightningModule, mode: ReferenceMode) -> torch.device | None:
+    """Build the rewards, policy, reference (a copy in ``copy`` mode only), tokenizer and stop tokens of a module.
+
+    Returns the device the roles are built for (None outside a Trainer). The rewards come first, so a reward that
+    cannot be imported fails before any model is loaded.
+    """
+    hp = module.hparams
+    module.reward_set = RewardSet(hp.rewards, hp.on_reward_error, key="model.init_args.rewards")
+    device = module.trainer.strategy.root_device if module._trainer is not None else None
+    module.policy, module.reference = load_roles(module.policy_spec, mode, device)
+    spec = module.policy_spec
+    module.tokenizer = load_tokenizer(spec.name_or_path, trust_remote_code=spec.trust_remote_code)
+    module.stop_ids = stop_token_ids(module.policy, module.tokenizer)
+    return device

@@ -11,11 +11,11 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lit_align.distributed import mean_over_ranks, world_size
 from lit_align.losses.policy_gradient import clipped_policy_loss, clipped_value_loss
 from lit_align.metrics import explained_variance
-from lit_align.modeling import Finetune, ModelSpec, load_policy, load_tokenizer, reference_mode
-from lit_align.objectives.logps import ReferenceMode, load_roles
+from lit_align.modeling import Finetune, ModelSpec, load_policy, reference_mode
+from lit_align.objectives.logps import ReferenceMode, checkpoint_without_reference
 from lit_align.objectives.online import (
     as_tensors,
-    build_reward_set,
+    build_online_roles,
     log_rollout,
     sample,
     timed,
@@ -25,7 +25,7 @@ from lit_align.objectives.online import (
 from lit_align.objectives.optim import configure_optimizers
 from lit_align.ops.advantages import adaptive_kl_coef, gae, kl_estimate, whiten
 from lit_align.rewards.combine import OnRewardError, RewardSpec
-from lit_align.rollout import Rollout, SamplingConfig, ValueHead, completion_logps, stop_token_ids
+from lit_align.rollout import Rollout, SamplingConfig, ValueHead, completion_logps
 from lit_align.types import PromptBatch
 
 REWARD_MODEL = RewardSpec("lit_align.rewards.RewardModelScorer", kwargs={"path": "runs/rm/hf_model"})
@@ -117,16 +117,11 @@ class PPO(LightningModule):
         """Build policy, reference (copy or adapter-disabled), value head and the optional value model."""
         if self.policy is not None:
             return
-        self.reward_set = build_reward_set(self)
-        device = self.trainer.strategy.root_device if self._trainer is not None else None
-        self.policy, self.reference = load_roles(self.policy_spec, self.reference_mode, device)
+        device = build_online_roles(self, self.reference_mode)
         if self.value_spec is not None:
             self.value_backbone = load_policy(self.value_spec, device=device)
         critic = self.value_backbone or self.policy
         self.value_head = ValueHead(critic.config.hidden_size)
-        spec = self.policy_spec
-        self.tokenizer = load_tokenizer(spec.name_or_path, trust_remote_code=spec.trust_remote_code)
-        self.stop_ids = stop_token_ids(self.policy, self.tokenizer)
 
     def _scores(self, rollout: Rollout, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """Token log-probs (at the sampling temperature) and values of a rollout, shapes (N, R) and (N, R)."""
@@ -230,7 +225,7 @@ class PPO(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Drop the frozen reference copy; keep the adaptive KL coefficient."""
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("reference.")}
+        checkpoint_without_reference(checkpoint)
         checkpoint["kl_coef"] = self.kl_coef
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
