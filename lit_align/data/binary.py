@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader
 
 from lit_align.data.arithmetic import Shape
 from lit_align.data.collate import collate_binary
-from lit_align.data.rows import OnBadRow, SplitLoaders, log_row_stats, tokenize_rows
-from lit_align.data.sources import DataSource, Split, load_splits, load_test_split
+from lit_align.data.rows import OnBadRow, SplitLoaders, log_row_stats, tokenize_splits
+from lit_align.data.sources import DataSource, Split
 from lit_align.data.templates import fit_to_length, tokenize_prompt_completion
 from lit_align.data.validation import bool_field, text_or_messages
 from lit_align.errors import DataError
@@ -85,13 +85,9 @@ class BinaryDataModule(LightningDataModule):
         self.splits = SplitLoaders(collate, hp.batch_size, hp.eval_batch_size, hp.num_workers)
         self.rows = self.splits.rows
         shape = Shape.PAIRWISE if hp.unpair else Shape.BINARY
-        train, val = load_splits(self.source, shape)
-        test = load_test_split(self.source, shape)
-        for name, split in (("train", train), ("val", val), ("test", test)):
-            if split is None:
-                continue
-            encode = self._encode_pair if hp.unpair else self._encode
-            rows, self.stats[name] = tokenize_rows(split, partial(encode, split), hp.on_bad_row)
+        encode = self._encode_pair if hp.unpair else self._encode
+        for name, (rows, stats) in tokenize_splits(self.source, shape, encode, hp.on_bad_row).items():
+            self.stats[name] = stats
             self.rows[name] = _with_mismatched_completions(_flatten(rows), random.Random(hp.seed))
 
     def _encode(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:

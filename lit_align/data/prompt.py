@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader
 
 from lit_align.data.arithmetic import Shape
 from lit_align.data.collate import collate_prompts
-from lit_align.data.rows import OnBadRow, SplitLoaders, log_row_stats, tokenize_rows
-from lit_align.data.sources import DataSource, Split, load_splits, load_test_split
+from lit_align.data.rows import OnBadRow, SplitLoaders, log_row_stats, tokenize_splits
+from lit_align.data.sources import DataSource, Split
 from lit_align.data.templates import is_conversational, render_prompt
 from lit_align.data.validation import text_or_messages
 from lit_align.modeling import load_tokenizer
@@ -75,11 +75,8 @@ class PromptDataModule(LightningDataModule):
         collate = partial(collate_prompts, pad_token_id=self.tokenizer.pad_token_id)
         self.splits = SplitLoaders(collate, hp.batch_size, hp.eval_batch_size, hp.num_workers)
         self.rows = self.splits.rows
-        train, val = load_splits(self.source, Shape.PROMPT)
-        test = load_test_split(self.source, Shape.PROMPT)
-        for name, split in (("train", train), ("val", val), ("test", test)):
-            if split is not None:
-                self.rows[name], self.stats[name] = tokenize_rows(split, partial(self._encode, split), hp.on_bad_row)
+        for name, (rows, stats) in tokenize_splits(self.source, Shape.PROMPT, self._encode, hp.on_bad_row).items():
+            self.rows[name], self.stats[name] = rows, stats
 
     def _encode(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:
         hp = self.hparams

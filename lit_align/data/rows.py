@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal
 
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from lit_align.data.sources import Split
+from lit_align.data.arithmetic import Shape
+from lit_align.data.sources import DataSource, Split, load_splits, load_test_split
 from lit_align.errors import DataError, LitAlignError
 
 OnBadRow = Literal["error", "skip"]
@@ -49,6 +51,28 @@ def tokenize_rows(
     if not out:
         raise DataError(split.origin, "no usable row left")
     return out, stats
+
+
+def tokenize_splits(
+    source: DataSource,
+    shape: Shape,
+    encode: Callable[[Split, dict[str, Any], int], dict[str, Any]],
+    on_bad_row: OnBadRow,
+) -> dict[str, tuple[list[dict[str, Any]], Counter]]:
+    """Load a source's train, val and test splits (those it has) and tokenize each with ``encode(split, row, index)``.
+
+    Returns:
+        ``{split name: (encoded rows, counts)}`` for ``train`` and, when present, ``val`` and ``test``.
+
+    """
+    train, val = load_splits(source, shape)
+    test = load_test_split(source, shape)
+    splits = {"train": train, "val": val, "test": test}
+    return {
+        name: tokenize_rows(split, partial(encode, split), on_bad_row)
+        for name, split in splits.items()
+        if split is not None
+    }
 
 
 def make_loader(rows: list, batch_size: int, collate: Callable, *, shuffle: bool, num_workers: int) -> DataLoader:
