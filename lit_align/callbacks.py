@@ -11,6 +11,8 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_align.modeling import load_tokenizer, save_hf
+from lit_align.preemption import was_preempted
+from lit_align.sharding import unsharded_copy
 
 
 class SaveHuggingFace(Callback):
@@ -27,14 +29,17 @@ class SaveHuggingFace(Callback):
         self.dirpath, self.merge_adapter = dirpath, merge_adapter
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Save once, from global rank 0."""
-        if not trainer.is_global_zero or trainer.interrupted:
+        """Save once, from global rank 0 (every rank helps gather a sharded policy first); not after a pre-emption."""
+        if trainer.interrupted or was_preempted(trainer):  # a pre-empted run is not finished: it resumes later
             return
         spec = pl_module.policy_spec
+        head = getattr(pl_module, "head", "causal_lm")
+        policy = unsharded_copy(pl_module.policy, spec, head)  # a collective when the policy is sharded
+        if not trainer.is_global_zero:
+            return
         out = Path(self.dirpath or Path(trainer.default_root_dir) / "hf_model")
         tokenizer = load_tokenizer(spec.name_or_path, trust_remote_code=spec.trust_remote_code)
-        head = getattr(pl_module, "head", "causal_lm")
-        save_hf(pl_module.policy, tokenizer, out, spec=spec, merge_adapter=self.merge_adapter, head=head)
+        save_hf(policy, tokenizer, out, spec=spec, merge_adapter=self.merge_adapter, head=head)
         rank_zero_info(f"saved the policy in Hugging Face format to {out}")
 
 

@@ -23,3 +23,12 @@ def sum_over_ranks(value: torch.Tensor) -> torch.Tensor:
 def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
     """Mean of a float tensor over processes."""
     return sum_over_ranks(value.float()) / world_size()
+
+
+def token_normalizer(num_tokens: torch.Tensor) -> torch.Tensor | None:
+    """Mean token count over processes, or None in one process (the loss then divides by its own count).
+
+    Dividing each process's token sum by this makes the processes' losses, once averaged by data parallelism,
+    equal the token mean of the global batch even when processes hold different numbers of tokens.
+    """
+    return mean_over_ranks(num_tokens) if world_size() > 1 else None

@@ -12,6 +12,7 @@ import torch
 import yaml
 from jsonargparse import auto_cli
 from lightning import LightningModule
+from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
 from lit_align.errors import LitAlignError
 from lit_align.modeling import load_tokenizer, save_hf
@@ -25,7 +26,7 @@ def load_module(run_config: str, ckpt_path: str) -> LightningModule:
 
     config_path, ckpt = Path(run_config), Path(ckpt_path)
     for key, path in (("--run_config", config_path), ("--ckpt_path", ckpt)):
-        if not path.is_file():
+        if not path.exists():
             raise LitAlignError(f"{key}: '{path}' does not exist")
     # Keep the sections that describe the module; fit-only keys (ckpt_path, weights_only) are not needed here.
     settings = {k: v for k, v in yaml.safe_load(config_path.read_text()).items() if k in REBUILD_KEYS}
@@ -38,8 +39,7 @@ def load_module(run_config: str, ckpt_path: str) -> LightningModule:
             cli = run_cli(["--config", str(clean)], run=False)
     module = cli.model
     module.configure_model()
-    # Lightning checkpoints hold tensors and plain values only, so they load without unpickling code.
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    state = read_state_dict(ckpt)
     missing, unexpected = module.load_state_dict(state, strict=False)
     policy_missing = [k for k in missing if k.startswith("policy.")]
     if policy_missing or unexpected:
@@ -48,6 +48,21 @@ def load_module(run_config: str, ckpt_path: str) -> LightningModule:
             f"(missing {policy_missing[:3]}, unexpected {unexpected[:3]})"
         )
     return module
+
+
+def read_state_dict(ckpt: Path) -> dict[str, torch.Tensor]:
+    """The module weights of a Lightning checkpoint: one file, or a folder of FSDP2 shards (consolidated here).
+
+    Both hold tensors and plain values only, so they load with ``weights_only=True`` (no unpickling of code).
+    """
+    if not ckpt.is_dir():
+        return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    if not (ckpt / ".metadata").is_file():
+        raise LitAlignError(f"--ckpt_path: '{ckpt}' is a folder but not a sharded checkpoint (no .metadata)")
+    with tempfile.TemporaryDirectory() as tmp:
+        whole = Path(tmp) / "consolidated.pt"
+        dcp_to_torch_save(ckpt, whole)
+        return torch.load(whole, map_location="cpu", weights_only=True)["state_dict"]
 
 
 def export(run_config: str = "", ckpt_path: str = "", out: str = "", merge_adapter: bool = True) -> dict:
@@ -59,7 +74,8 @@ def export(run_config: str = "", ckpt_path: str = "", out: str = "", merge_adapt
 
     Args:
         run_config: The run's resolved config (``<run>/logs/version_N/config.yaml``): how to rebuild the module.
-        ckpt_path: A Lightning checkpoint of that run (``.../checkpoints/*.ckpt``).
+        ckpt_path: A Lightning checkpoint of that run (``.../checkpoints/*.ckpt``): a file, or a folder of shards
+            written under ``configs/strategy/fsdp.yaml``.
         out: Output folder.
         merge_adapter: Under LoRA/QLoRA, merge the adapter into the base weights (True) or save the adapter alone.
 

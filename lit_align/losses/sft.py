@@ -25,37 +25,49 @@ class SFTLossOutput(NamedTuple):
     num_tokens: torch.Tensor
 
 
-def sft_loss(token_logps: torch.Tensor, loss_mask: torch.Tensor) -> SFTLossOutput:
+def sft_loss(
+    token_logps: torch.Tensor, loss_mask: torch.Tensor, normalizer: torch.Tensor | None = None
+) -> SFTLossOutput:
     """Negative log-likelihood averaged over every counted token of the batch.
 
-    loss = - sum_{b,t} mask[b,t] * log p(y[b,t] | y[b,<t]) / sum_{b,t} mask[b,t]
+    loss = - sum_{b,t} mask[b,t] * log p(y[b,t] | y[b,<t]) / n,   n = sum_{b,t} mask[b,t] unless given
 
     Deviations: the mean is over tokens of the whole (micro-)batch, as in Hugging Face's causal-LM loss, not a
-    mean of per-sequence means; long completions therefore weigh more.
+    mean of per-sequence means; long completions therefore weigh more. Under data parallelism pass
+    ``normalizer`` = the mean over processes of their token counts: the processes' losses then average to the
+    token mean of the global batch, whatever the split of tokens between processes.
 
     Args:
         token_logps: Log-probability of each target token. Shape: (B, T)
         loss_mask: Bool, True for tokens that count. Shape: (B, T)
+        normalizer: Token count to divide by, instead of this batch's. Shape: ()
 
     Returns:
         :class:`SFTLossOutput`.
 
     """
-    return SFTLossOutput(loss=-masked_mean(token_logps, loss_mask), num_tokens=loss_mask.sum())
+    num_tokens = loss_mask.sum()
+    if normalizer is None:
+        return SFTLossOutput(loss=-masked_mean(token_logps, loss_mask), num_tokens=num_tokens)
+    return SFTLossOutput(loss=-(token_logps * loss_mask).sum() / normalizer.clamp(min=1), num_tokens=num_tokens)
 
 
-def sequence_nll_loss(logps: torch.Tensor, num_tokens: torch.Tensor) -> torch.Tensor:
+def sequence_nll_loss(
+    logps: torch.Tensor, num_tokens: torch.Tensor, normalizer: torch.Tensor | None = None
+) -> torch.Tensor:
     """Token-mean negative log-likelihood from summed sequence log-probs (the NLL term of RPO and ORPO-style losses).
 
-    loss = - sum_b logps[b] / sum_b num_tokens[b]  (the same token mean as :func:`sft_loss`).
+    loss = - sum_b logps[b] / n,   n = sum_b num_tokens[b] unless given  (the same token mean as :func:`sft_loss`,
+    with the same ``normalizer`` for data parallelism).
 
     Args:
         logps: Summed log-probability of each sequence's counted tokens. Shape: (B,)
         num_tokens: Counted tokens of each sequence. Shape: (B,)
+        normalizer: Token count to divide by, instead of ``sum_b num_tokens[b]``. Shape: ()
 
     Returns:
         Scalar loss. Shape: ()
 
     """
     assert logps.shape == num_tokens.shape and logps.dim() == 1, "logps and num_tokens must both be (B,)"
-    return -logps.sum() / num_tokens.sum().clamp(min=1)
+    return -logps.sum() / (num_tokens.sum() if normalizer is None else normalizer).clamp(min=1)

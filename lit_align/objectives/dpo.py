@@ -12,6 +12,7 @@ from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lit_align.losses.preference import PreferenceLossOutput, dpo_loss, hinge_loss, ipo_loss, robust_dpo_loss
+from lit_align.distributed import token_normalizer
 from lit_align.losses.sft import sequence_nll_loss
 from lit_align.metrics import log_metrics, preference_metrics, sequence_kl
 from lit_align.modeling import Finetune, ModelSpec
@@ -114,7 +115,9 @@ class DPO(LightningModule):
         out = self.loss_fn(pc, pr, rc, rr)
         loss = out.losses.mean()
         if self.hparams.sft_weight:
-            loss = loss + self.hparams.sft_weight * sequence_nll_loss(pc, lengths.chunk(2)[0])
+            chosen_lengths = lengths.chunk(2)[0]
+            nll = sequence_nll_loss(pc, chosen_lengths, token_normalizer(chosen_lengths.sum()))
+            loss = loss + self.hparams.sft_weight * nll
         metrics = {
             "loss": loss,
             **preference_metrics(out.chosen_rewards, out.rejected_rewards, pc, pr, *lengths.chunk(2)),

@@ -8,7 +8,7 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from lit_align.distributed import sum_over_ranks
+from lit_align.distributed import sum_over_ranks, token_normalizer
 from lit_align.losses.sft import sft_loss
 from lit_align.metrics import log_metrics, token_accuracy
 from lit_align.modeling import ModelSpec, load_policy
@@ -60,7 +60,7 @@ class SFT(LightningModule):
     def _shared_step(self, batch: SFTBatch, stage: str) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
         targets, loss_mask = shift_labels(batch["labels"])
-        out = sft_loss(token_logps(logits, targets), loss_mask)
+        out = sft_loss(token_logps(logits, targets), loss_mask, token_normalizer(loss_mask.sum()))
         metrics = {"loss": out.loss, "token_accuracy": token_accuracy(logits, targets, loss_mask)}
         log_metrics(self, metrics, stage, batch_size=batch["input_ids"].shape[0])
         return out.loss
