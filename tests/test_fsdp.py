@@ -1,15 +1,19 @@
 """FSDP2 sharding (configs/strategy/fsdp.yaml) on CPU over gloo with two processes, through the CLI as users run it."""
 
 import csv
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from lit_align.embedded import embedded_model_path
-from tests.helpers import run_lit_align
+from tests.helpers import REPO, run_lit_align
 
 SHARDED = ("--config", "configs/strategy/fsdp.yaml", "--trainer.accelerator", "cpu", "--trainer.devices", "2")
+NO_LORA_DROPOUT = ("--model.init_args.policy.lora_dropout", "0")  # dropout draws differ between the two runs
 QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1")
 
 
@@ -23,15 +27,21 @@ def _fit(*args):
     return result
 
 
-@pytest.mark.parametrize("recipe", ["dpo", "sft"])
-def test_two_sharded_processes_end_with_the_weights_of_one_process(recipe, tmp_path):
+@pytest.mark.parametrize(
+    ("recipe", "overlay"),
+    [("dpo", ()), ("sft", ()), ("dpo", ("--config", "configs/strategy/qlora.yaml", *NO_LORA_DROPOUT))],
+    ids=["dpo", "sft", "qlora-dpo"],
+)
+def test_two_sharded_processes_end_with_the_weights_of_one_process(recipe, overlay, tmp_path):
     # 8 rows: one process takes them as one batch of 8; two processes take 4 each, so every step of both runs sees
     # the same global batch. Plain SGD without clipping, so a gradient summed instead of averaged across processes
     # changes the result (Adam would hide a constant gradient scale); SFT's 8 rows hold unequal numbers of tokens per
     # process, so a token mean taken per process instead of over the global batch fails too (checked by hand).
+    # QLoRA: the 4-bit base is sharded with the adapters; the saved folder merges the adapter into the base.
     common = (
         "--config",
         f"recipes/{recipe}.yaml",
+        *overlay,
         "--data.init_args.source.num_rows",
         "8",
         "--trainer.max_steps",
@@ -119,3 +129,26 @@ def test_sharded_grpo_generates_checkpoints_resumes_and_exports(tmp_path):
     assert "Restored all states" in resumed.stdout + resumed.stderr
     with open(run / "logs" / "version_1" / "metrics.csv") as f:
         assert [r["step"] for r in csv.DictReader(f) if r.get("train/reward")] == ["3", "4"]
+
+
+def test_every_other_objective_trains_with_all_its_roles_sharded(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "tests/sharded_objectives.py"]
+        + [str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = dict(re.findall(r"trained (\S+) moved=\S+ sharded=(\S+)", result.stdout))
+    assert found == {
+        "KTO": "policy,reference",
+        "SimPO": "policy",
+        "ORPO": "policy",
+        "RewardModel": "policy",
+        "PPO": "policy,reference,value_head",
+        "PPO-value-model": "policy,reference,value_backbone,value_head",
+        "OnlineDPO": "policy,reference",
+    }, result.stdout
+    assert all(float(m) > 1e-4 for m in re.findall(r"moved=(\S+)", result.stdout))

@@ -1,0 +1,71 @@
+"""Run by tests/test_fsdp.py under ``torch.distributed.run`` with 2 CPU processes: every objective not covered there
+trains 2 steps with its roles sharded by FSDP2Strategy; prints ``trained <name>`` when its trainable weights moved."""
+
+import sys
+
+import torch
+from lightning import Trainer
+
+from lit_align import objectives
+from lit_align.data import BinaryDataModule, DataSource, PairwiseDataModule, PromptDataModule
+from lit_align.modeling import ModelSpec
+from lit_align.rewards import RewardSpec
+from lit_align.rollout import SamplingConfig
+from lit_align.sharding import FSDP2Strategy, full_state_dict, is_sharded, roles
+
+
+def _pairs():
+    return PairwiseDataModule(source=DataSource(num_rows=16, num_val_rows=4), batch_size=4, max_length=64)
+
+
+def _prompts():
+    return PromptDataModule(source=DataSource(num_rows=8, num_val_rows=4), batch_size=2)
+
+
+def _binary():
+    return BinaryDataModule(source=DataSource(num_rows=16, num_val_rows=4), batch_size=4, max_length=64)
+
+
+def main(out: str) -> None:
+    opt = {"optimizer": lambda p: torch.optim.AdamW(p, lr=1e-3)}
+    online = {
+        "rewards": [RewardSpec("lit_align.rewards.arithmetic_answer")],
+        "sampling": SamplingConfig(max_new_tokens=6, temperature=1.5),
+        **opt,
+    }
+    cases = {
+        "KTO": ({}, _binary),
+        "SimPO": ({}, _pairs),
+        "ORPO": ({}, _pairs),
+        "RewardModel": ({}, _pairs),
+        "PPO": (online, _prompts),  # value head on the policy: a role of its own
+        "PPO-value-model": ({**online, "value_model": ModelSpec()}, _prompts),
+        "OnlineDPO": (online, _prompts),
+    }
+    for name, (extra, data) in cases.items():
+        module = getattr(objectives, name.split("-")[0])(**{**opt, **extra})
+        trainer = Trainer(
+            strategy=FSDP2Strategy(),
+            accelerator="cpu",
+            devices=2,
+            max_steps=2,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            default_root_dir=out,
+        )
+        module.configure_model()
+        before = {k: v.clone() for k, v in module.policy.state_dict().items()}
+        torch.manual_seed(0)
+        trainer.fit(module, data())
+        after = full_state_dict(module.policy)  # a collective: every rank takes part, rank 0 gets the weights
+        sharded = ",".join(n for n, role in roles(module) if is_sharded(role))
+        if trainer.is_global_zero:
+            moved = max((after[k] - before[k]).abs().max().item() for k in before)
+            print(f"trained {name} moved={moved:.2e} sharded={sharded}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
