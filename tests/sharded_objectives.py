@@ -7,11 +7,14 @@ import torch
 from lightning import Trainer
 
 from lit_align import objectives
-from lit_align.data import BinaryDataModule, DataSource, PairwiseDataModule, PromptDataModule
+from lit_align.data import BinaryDataModule, DataSource, PairwiseDataModule, PromptDataModule, SFTDataModule
 from lit_align.modeling import ModelSpec
 from lit_align.rewards import RewardSpec
 from lit_align.rollout import SamplingConfig
 from lit_align.sharding import FSDP2Strategy, full_state_dict, is_sharded, roles
+
+
+QLORA = ModelSpec(finetune="qlora", lora_r=4)
 
 
 def _pairs():
@@ -20,6 +23,10 @@ def _pairs():
 
 def _prompts():
     return PromptDataModule(source=DataSource(num_rows=8, num_val_rows=4), batch_size=2)
+
+
+def _sft():
+    return SFTDataModule(source=DataSource(num_rows=16, num_val_rows=4), batch_size=4)
 
 
 def _binary():
@@ -41,11 +48,17 @@ def main(out: str) -> None:
         "PPO": (online, _prompts),  # value head on the policy: a role of its own
         "PPO-value-model": ({**online, "value_model": ModelSpec()}, _prompts),
         "OnlineDPO": (online, _prompts),
+        # QLoRA under FSDP: the 4-bit base is sharded with the adapters; the reference is the adapter disabled.
+        "KTO-qlora": ({"policy": QLORA}, _binary),
+        "ORPO-qlora": ({"policy": QLORA}, _pairs),
+        # Activation checkpointing and bf16 compute with float32 master weights.
+        "SFT-checkpointing-bf16": ({}, _sft),
     }
     for name, (extra, data) in cases.items():
         module = getattr(objectives, name.split("-")[0])(**{**opt, **extra})
+        options = {"activation_checkpointing": True, "mixed_precision": "bf16"} if "bf16" in name else {}
         trainer = Trainer(
-            strategy=FSDP2Strategy(),
+            strategy=FSDP2Strategy(**options),
             accelerator="cpu",
             devices=2,
             max_steps=2,
@@ -57,7 +70,7 @@ def main(out: str) -> None:
             default_root_dir=out,
         )
         module.configure_model()
-        before = {k: v.clone() for k, v in module.policy.state_dict().items()}
+        before = {n: p.detach().clone() for n, p in module.policy.named_parameters() if p.requires_grad}
         torch.manual_seed(0)
         trainer.fit(module, data())
         after = full_state_dict(module.policy)  # a collective: every rank takes part, rank 0 gets the weights

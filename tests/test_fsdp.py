@@ -150,5 +150,8 @@ def test_every_other_objective_trains_with_all_its_roles_sharded(tmp_path):
         "PPO": "policy,reference,value_head",
         "PPO-value-model": "policy,reference,value_backbone,value_head",
         "OnlineDPO": "policy,reference",
+        "KTO-qlora": "policy",  # the reference is the policy with its adapter disabled
+        "ORPO-qlora": "policy",
+        "SFT-checkpointing-bf16": "policy",
     }, result.stdout
     assert all(float(m) > 1e-4 for m in re.findall(r"moved=(\S+)", result.stdout))
