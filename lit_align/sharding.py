@@ -45,9 +45,10 @@ class FSDP2Strategy(ModelParallelStrategy):
             trainable roles (Hugging Face gradient checkpointing), trading compute for memory.
         reshard_after_forward: Free gathered weights after each block's forward (less memory, one more
             all-gather in the backward pass).
-        save_distributed_checkpoint: Each process writes its own shard (a checkpoint is then a folder; turn it
-            into one file with ``lit-align export`` or ``python -m lightning.pytorch.utilities.consolidate_checkpoint``).
-            False gathers full weights on rank 0 and writes one file.
+        save_distributed_checkpoint: Each process writes its own shard (a checkpoint is then a folder of
+            ``*.distcp`` files; ``lit-align export`` turns it into a Hugging Face folder, and
+            ``python -m torch.distributed.checkpoint.format_utils dcp_to_torch FOLDER FILE`` into one file of
+            weights and optimizer states). False gathers full weights on rank 0 and writes one file.
         process_group_backend: ``nccl``, ``gloo``...; None picks by device.
         timeout: Collective timeout.
 
