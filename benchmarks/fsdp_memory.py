@@ -1,0 +1,115 @@
+"""Memory each process holds for DPO under FSDP2Strategy, with 1 and 2 CPU processes (gloo), full and QLoRA.
+
+Builds a randomly initialised Llama of the stated size (as benchmarks/dpo_throughput.py does), trains DPO for a
+few steps under ``lit_align.sharding.FSDP2Strategy`` launched with ``torch.distributed.run``, and prints per process:
+bytes of model weights it holds (policy + frozen reference, local shards only), bytes of optimizer state, and
+peak resident memory (ru_maxrss, includes Python and torch, about 0.5 GB on its own):
+
+    python benchmarks/fsdp_memory.py
+    python benchmarks/fsdp_memory.py --hidden 512 --layers 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from dpo_throughput import _write_model, _write_pairs
+
+MODES = {"full": "copy", "qlora": "adapter"}  # finetune -> reference mode
+
+
+def _local_bytes(tensors) -> int:  # noqa: ANN001 (iterable of tensors or DTensors)
+    from torch.distributed.tensor import DTensor
+
+    total = 0
+    for t in tensors:
+        local = t.to_local() if isinstance(t, DTensor) else t
+        total += local.numel() * local.element_size()
+    return total
+
+
+def run_child(model: str, data: str, finetune: str, steps: int) -> None:
+    import torch
+    import torch.distributed as dist
+    from lightning import Trainer
+
+    from lit_align.data import DataSource, PairwiseDataModule
+    from lit_align.modeling import ModelSpec
+    from lit_align.objectives import DPO
+    from lit_align.sharding import FSDP2Strategy
+
+    module = DPO(
+        policy=ModelSpec(name_or_path=model, finetune=finetune, lora_r=16),
+        reference=MODES[finetune],
+        optimizer=lambda p: torch.optim.AdamW(p, lr=1e-5),
+    )
+    dm = PairwiseDataModule(tokenizer=model, source=DataSource(path=data), batch_size=2, max_length=10_000)
+    trainer = Trainer(
+        strategy=FSDP2Strategy(),
+        accelerator="cpu",
+        devices=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, dm)
+    optimizer = trainer.optimizers[0]
+    state = [v for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor)]
+    mine = {
+        "weights_mb": _local_bytes(module.parameters()) / 2**20,
+        "optimizer_mb": _local_bytes(state) / 2**20,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    everyone = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    if dist.get_rank() == 0:
+        print("RESULT " + json.dumps(everyone), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hidden", type=int, default=384)
+    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        model, data, finetune = json.loads(args.child)
+        run_child(model, data, finetune, args.steps)
+        return
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        n_params = _write_model(Path(tmp) / "model", args.hidden, args.layers, args.seq_len)
+        _write_pairs(Path(tmp) / "pairs.jsonl", 4 * (args.steps + 1), args.seq_len)
+        print(
+            f"DPO under FSDP2Strategy on CPU (gloo), Llama {n_params / 1e6:.1f}M parameters (hidden {args.hidden}, "
+            f"{args.layers} layers), sequence {args.seq_len} tokens, torch {torch.__version__}; per process:"
+        )
+        for finetune in MODES:
+            for procs in (1, 2):
+                child = json.dumps([str(Path(tmp) / "model"), str(Path(tmp) / "pairs.jsonl"), finetune])
+                cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs), __file__]
+                cmd += ["--child", child, "--steps", str(args.steps)]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+                ranks = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
+                for rank, r in enumerate(ranks):
+                    print(
+                        f"  {finetune:5s} {procs} process(es), rank {rank}: weights {r['weights_mb']:7.1f} MB  "
+                        f"optimizer state {r['optimizer_mb']:7.1f} MB  peak RSS {r['peak_rss_mb']:6.0f} MB"
+                    )
+
+
+if __name__ == "__main__":
+    main()
