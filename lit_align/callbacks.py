@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from lightning import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_align.modeling import load_tokenizer, save_hf
 from lit_align.preemption import was_preempted
@@ -52,16 +53,36 @@ class RNGState(Callback):
     """
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
-        """Store the states of Python's, NumPy's and torch's generators (CPU and CUDA)."""
-        checkpoint["rng_states"] = collect_rng_states()
+        """Store the states of Python's, NumPy's and torch's generators (CPU and CUDA) of every process.
+
+        Every rank calls this hook; the checkpoint is written by rank 0, so the states of all ranks are gathered
+        into it (each rank samples with its own generator in the online objectives).
+        """
+        states = collect_rng_states()
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            gathered: list = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, states)
+            checkpoint["rng_states"] = gathered
+        else:
+            checkpoint["rng_states"] = [states]
 
     def __init__(self) -> None:
         """See the class docstring."""
         self.pending: dict | None = None
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
-        """Keep the saved states until the first batch: setting up the data loaders after a restore draws numbers."""
-        self.pending = checkpoint.get("rng_states")
+        """Keep this rank's saved states until the first batch (setting up the data loaders draws numbers)."""
+        saved = checkpoint.get("rng_states")
+        if isinstance(saved, dict):  # checkpoints written before states were kept per rank
+            saved = [saved]
+        if not saved:
+            return
+        if len(saved) != trainer.world_size:
+            rank_zero_warn(
+                f"RNGState: the checkpoint holds random states of {len(saved)} processes, this run has "
+                f"{trainer.world_size}; random draws after the resume will differ from an uninterrupted run"
+            )
+        self.pending = saved[trainer.global_rank % len(saved)]
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: object, batch_idx: int) -> None:
         """Put the generators back where the checkpoint left them, right before the first batch after a resume."""

@@ -144,7 +144,9 @@ def shard_roles(
         names.append(name)
     loose = [n for n, p in module.named_parameters() if p.requires_grad and not isinstance(p, DTensor)]
     if loose:
-        raise LitAlignError(f"FSDP2Strategy: trainable parameters outside any model role cannot be sharded: {loose[:3]}")
+        raise LitAlignError(
+            f"FSDP2Strategy: trainable parameters outside any model role cannot be sharded: {loose[:3]}"
+        )
     return names
 
 

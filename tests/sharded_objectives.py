@@ -13,7 +13,6 @@ from lit_align.rewards import RewardSpec
 from lit_align.rollout import SamplingConfig
 from lit_align.sharding import FSDP2Strategy, full_state_dict, is_sharded, roles
 
-
 QLORA = ModelSpec(finetune="qlora", lora_r=4)
 
 

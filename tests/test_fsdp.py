@@ -69,11 +69,8 @@ def test_two_sharded_processes_end_with_the_weights_of_one_process(recipe, overl
         torch.testing.assert_close(two[key], one[key], rtol=0, atol=1e-5, msg=key)
 
 
-def test_sharded_grpo_generates_checkpoints_resumes_and_exports(tmp_path):
-    # LoRA policy sharded; its generate() runs on both ranks with synced steps; the reference is the adapter-disabled
-    # policy; validation also generates. The checkpoint is a folder of shards.
-    run = tmp_path / "run"
-    args = (
+def _grpo_args(run):
+    return (
         "--config",
         "recipes/grpo.yaml",
         "--config",
@@ -99,6 +96,13 @@ def test_sharded_grpo_generates_checkpoints_resumes_and_exports(tmp_path):
         f"--trainer.callbacks.dirpath={run / 'checkpoints'}",
         "--trainer.callbacks.save_last=true",
     )
+
+
+def test_sharded_grpo_generates_checkpoints_resumes_exactly_and_exports(tmp_path):
+    # LoRA policy sharded; its generate() runs on both ranks with synced steps; the reference is the adapter-disabled
+    # policy; validation also generates. The checkpoint is a folder of shards.
+    run = tmp_path / "run"
+    args = _grpo_args(run)
     _fit(*args, "--trainer.max_steps", "3")
     shards = run / "checkpoints" / "last.ckpt"
     assert shards.is_dir() and len(list(shards.glob("*.distcp"))) == 2  # one shard file per process
@@ -124,11 +128,16 @@ def test_sharded_grpo_generates_checkpoints_resumes_and_exports(tmp_path):
     for key, value in load_file(exported / "model.safetensors").items():
         assert torch.equal(value, final[key]), key
 
-    # A sharded checkpoint resumes (weights, optimizer, data position) and the run goes on to step 5.
+    # A sharded checkpoint resumes (weights, optimizer, data position, each rank's random state) and the run ends
+    # at step 5 with the weights of a run that was never interrupted.
     resumed = _fit(*args, "--trainer.max_steps", "5", "--ckpt_path", str(shards))
     assert "Restored all states" in resumed.stdout + resumed.stderr
     with open(run / "logs" / "version_1" / "metrics.csv") as f:
         assert [r["step"] for r in csv.DictReader(f) if r.get("train/reward")] == ["3", "4"]
+    straight = tmp_path / "straight"
+    _fit(*_grpo_args(straight), "--trainer.max_steps", "5")
+    for key, value in _weights(straight).items():
+        assert torch.equal(value, _weights(run)[key]), key
 
 
 def test_every_other_objective_trains_with_all_its_roles_sharded(tmp_path):

@@ -11,8 +11,8 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from lit_align.losses.preference import PreferenceLossOutput, dpo_loss, hinge_loss, ipo_loss, robust_dpo_loss
 from lit_align.distributed import token_normalizer
+from lit_align.losses.preference import PreferenceLossOutput, dpo_loss, hinge_loss, ipo_loss, robust_dpo_loss
 from lit_align.losses.sft import sequence_nll_loss
 from lit_align.metrics import log_metrics, preference_metrics, sequence_kl
 from lit_align.modeling import Finetune, ModelSpec

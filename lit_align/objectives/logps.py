@@ -6,6 +6,7 @@ from enum import StrEnum
 
 import torch
 from lightning import LightningModule
+from torch.distributed.tensor import DTensor
 from torch.utils.data import DataLoader
 
 from lit_align.errors import LitAlignError
@@ -102,7 +103,13 @@ def batch_reference_logps(module: LightningModule, batch: dict, stage: str) -> t
 
 
 def checkpoint_without_reference(checkpoint: dict, ref_cache: dict[str, torch.Tensor] | None = None) -> None:
-    """Drop the frozen reference copy from a Lightning checkpoint; keep the precomputed cache in it when given."""
-    checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("reference.")}
+    """Drop the frozen reference copy from a Lightning checkpoint; keep the precomputed cache in it when given.
+
+    A sharded checkpoint (FSDP2) keeps the reference: torch.distributed.checkpoint loads it back key for key and
+    refuses a checkpoint that lacks one of the module's keys.
+    """
+    state = checkpoint["state_dict"]
+    if not any(isinstance(v, DTensor) for v in state.values()):
+        checkpoint["state_dict"] = {k: v for k, v in state.items() if not k.startswith("reference.")}
     if ref_cache is not None:
         checkpoint["ref_cache"] = ref_cache
