@@ -12,6 +12,7 @@ import torch
 import yaml
 from jsonargparse import auto_cli
 from lightning import LightningModule
+from torch.distributed.checkpoint import CheckpointException
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
 from lit_align.errors import LitAlignError
@@ -61,7 +62,12 @@ def read_state_dict(ckpt: Path) -> dict[str, torch.Tensor]:
         raise LitAlignError(f"--ckpt_path: '{ckpt}' is a folder but not a sharded checkpoint (no .metadata)")
     with tempfile.TemporaryDirectory() as tmp:
         whole = Path(tmp) / "consolidated.pt"
-        dcp_to_torch_save(ckpt, whole)
+        try:
+            dcp_to_torch_save(ckpt, whole)
+        except CheckpointException as error:  # a BaseException in torch
+            raise LitAlignError(
+                f"--ckpt_path: '{ckpt}': damaged or incomplete folder of shards ({error!r:.200})"
+            ) from error
         return torch.load(whole, map_location="cpu", weights_only=True)["state_dict"]
 
 

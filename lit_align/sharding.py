@@ -14,8 +14,11 @@ Frozen roles (the reference) are sharded too and never receive gradients.
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -27,6 +30,7 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_f
 from torch.distributed.tensor import DTensor
 from transformers import PreTrainedModel
 
+from lit_align.checkpoint_io import PARTIAL_PREFIX, fsync_folder
 from lit_align.errors import LitAlignError
 from lit_align.modeling import Finetune, Head, ModelSpec, load_policy
 
@@ -80,6 +84,32 @@ class FSDP2Strategy(ModelParallelStrategy):
         self._data_parallel_size = self.num_nodes * self.num_processes
         self._tensor_parallel_size = 1
         super().setup_environment()
+
+    def save_checkpoint(self, checkpoint: dict, filepath: str | Path, storage_options: object | None = None) -> None:
+        """Write a folder of shards under a temporary name, then put it in place of ``filepath`` with renames.
+
+        A process killed while the shards are written leaves the previous checkpoint as it was (Lightning's own
+        save writes into the existing folder, so a kill there leaves old and new shards mixed). The swap is two
+        renames by rank 0 (old folder aside, new folder in place) before the old one is deleted.
+        """
+        path = Path(self.broadcast(str(filepath)))
+        if not self._save_distributed_checkpoint or storage_options is not None:
+            super().save_checkpoint(checkpoint, path, storage_options)  # one file, through the CheckpointIO
+            return
+        token = self.broadcast(uuid.uuid4().hex)  # one temporary name for every rank
+        partial = path.with_name(f"{PARTIAL_PREFIX}{token}")
+        super().save_checkpoint(checkpoint, partial)
+        self.barrier("lit_align.sharding.save_checkpoint")  # every rank has written its shard
+        if self.global_rank == 0:
+            aside = path.with_name(f"{PARTIAL_PREFIX}{token}-old")
+            if path.is_dir():
+                path.rename(aside)
+            elif path.exists():
+                path.unlink()
+            partial.rename(path)
+            fsync_folder(path.parent)
+            shutil.rmtree(aside, ignore_errors=True)
+        self.barrier("lit_align.sharding.save_checkpoint.done")
 
     def setup(self, trainer: Trainer) -> None:
         """Shard the roles that ``configure_model`` built, then let Lightning create the optimizer over the shards."""

@@ -164,3 +164,17 @@ def test_every_other_objective_trains_with_all_its_roles_sharded(tmp_path):
         "SFT-checkpointing-bf16": "policy",
     }, result.stdout
     assert all(float(m) > 1e-4 for m in re.findall(r"moved=(\S+)", result.stdout))
+
+
+@pytest.mark.parametrize(("strategy", "expected"), [("ours", "intact"), ("lightning", "damaged")])
+def test_a_save_of_shards_that_dies_half_way_leaves_the_previous_checkpoint_intact(strategy, expected, tmp_path):
+    # Lightning's own ModelParallelStrategy writes into the existing folder: the same failure damages it there.
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "tests/sharded_atomic_save.py"]
+        + [str(tmp_path), strategy],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert f"RESULT {expected}" in result.stdout, result.stdout[-2000:] + result.stderr[-3000:]
