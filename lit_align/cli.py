@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import CSVLogger
 import lit_align.data  # noqa: F401  (registers the data modules for short class names)
 import lit_align.objectives  # noqa: F401  (registers the objectives for short class names)
 from lit_align.callbacks import RNGState
+from lit_align.checkpoint_io import use_atomic_writes
 from lit_align.errors import LitAlignError
 from lit_align.modeling import POLICY_KEY, resolve_model_path
 
@@ -32,8 +33,9 @@ class LitAlignCLI(LightningCLI):
             resolve_model_path(name_or_path, POLICY_KEY)
 
     def instantiate_trainer(self, **kwargs) -> Trainer:  # noqa: ANN003 (Lightning's signature)
-        """Add a CSV logger in ``default_root_dir`` next to the config's loggers, and keep RNG states in checkpoints."""
+        """Add a CSV logger in ``default_root_dir``, keep RNG states in checkpoints, write checkpoints atomically."""
         trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_writes(trainer.strategy)  # a kill during a save never leaves a half-written checkpoint
         if not any(isinstance(logger, CSVLogger) for logger in trainer.loggers):
             trainer.loggers = [CSVLogger(trainer.default_root_dir, name="logs"), *trainer.loggers]
         if not any(isinstance(callback, RNGState) for callback in trainer.callbacks):

@@ -29,12 +29,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from fsspec.implementations.local import LocalFileSystem
 from lightning import Callback, LightningModule, Trainer
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.trainer.connectors.checkpoint_connector import _CheckpointConnector
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from lit_align.checkpoint_io import PARTIAL_PREFIX, fsync_folder
 from lit_align.errors import LitAlignError
 
 HPC_PREFIX = "hpc_ckpt_"  # the name Lightning resumes from under SLURM (``_CheckpointConnector._hpc_resume_path``)
@@ -140,13 +142,15 @@ def save_hpc_checkpoint(trainer: Trainer, keep: int = 1) -> str:
     """
     root = str(trainer.default_root_dir)
     target = trainer.strategy.broadcast(_CheckpointConnector.hpc_save_path(root))  # rank 0 decides N for everyone
-    partial = str(Path(target).with_name(f".partial-{Path(target).name.replace(HPC_PREFIX, 'hpc-')}"))
+    partial = str(Path(target).with_name(PARTIAL_PREFIX + Path(target).name.replace(HPC_PREFIX, "hpc-")))
     trainer.strategy.remove_checkpoint(partial)  # left over from a save that was killed
     trainer.strategy.barrier("lit_align.preemption.save_hpc_checkpoint")
     trainer.save_checkpoint(partial)  # ends with a barrier: every rank has written its part
     if trainer.is_global_zero:
         fs = get_filesystem(root)
         fs.mv(partial, target, recursive=True)  # a rename within one folder
+        if isinstance(fs, LocalFileSystem):
+            fsync_folder(Path(root))  # the rename survives a crash of the node
         for old in _hpc_checkpoints(root)[:-keep]:
             trainer.strategy.checkpoint_io.remove_checkpoint(old)
     trainer.strategy.barrier("lit_align.preemption.save_hpc_checkpoint")

@@ -1,9 +1,13 @@
 """Helpers shared by tests."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from lightning import Callback
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,3 +22,18 @@ def run_lit_align(*args: str, cwd: Path = REPO, timeout: int = 300) -> subproces
     return subprocess.run(
         [sys.executable, "-m", "lit_align.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
+
+
+class SignalAtStep(Callback):
+    """Callback (``class_path: tests.helpers.SignalAtStep``) that sends a signal to its own process once.
+
+    It fires after optimizer step ``step`` on global rank ``rank`` only, so a test can deliver a pre-emption signal at
+    a known point of a run, and to one rank of several.
+    """
+
+    def __init__(self, step: int, signal: str = "SIGUSR1", rank: int = 0) -> None:
+        self.step, self.signal, self.rank = step, signal, rank
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step and trainer.global_rank == self.rank:
+            os.kill(os.getpid(), signal.Signals[self.signal])

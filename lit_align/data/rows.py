@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
 
+import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
+from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
 from lit_align.data.arithmetic import Shape
 from lit_align.data.sources import DataSource, Split, load_splits, load_test_split
@@ -80,7 +83,15 @@ def make_loader(rows: list, batch_size: int, collate: Callable, *, shuffle: bool
 
     Lightning stores the loader's state (sampler order and batches already served) in every checkpoint, so a run
     resumed from a mid-epoch checkpoint sees exactly the batches the uninterrupted run would have seen.
+
+    In several processes a shuffled loader gets torchdata's ``StatefulDistributedSampler`` (order from the seed and
+    the epoch, position in the checkpoint). Otherwise Lightning wraps the loader's own random sampler in a
+    ``DistributedSamplerWrapper``, which draws a new order from the global RNG each time it is iterated and keeps no
+    position, so a resumed multi-process run would see other batches.
     """
+    if shuffle and dist.is_available() and dist.is_initialized():
+        sampler = StatefulDistributedSampler(rows, shuffle=True, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))
+        return StatefulDataLoader(rows, batch_size, sampler=sampler, collate_fn=collate, num_workers=num_workers)
     return StatefulDataLoader(rows, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, num_workers=num_workers)
 
 
