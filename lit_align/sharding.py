@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+import torch.distributed as dist
 from lightning import LightningModule, Trainer
 from lightning.pytorch.strategies import ModelParallelStrategy
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -160,6 +161,7 @@ def shard_roles(
     kwargs = {"mesh": mesh, "mp_policy": policy, "reshard_after_forward": reshard_after_forward}
     names = []
     for name, role in roles(module):
+        broadcast_trainable(role, mesh)
         if activation_checkpointing and any(p.requires_grad for p in role.parameters()):
             for sub in role.modules():
                 if isinstance(sub, PreTrainedModel) and sub.supports_gradient_checkpointing:
@@ -178,6 +180,21 @@ def shard_roles(
             f"FSDP2Strategy: trainable parameters outside any model role cannot be sharded: {loose[:3]}"
         )
     return names
+
+
+def broadcast_trainable(role: torch.nn.Module, mesh: DeviceMesh) -> None:
+    """Give every rank rank 0's values of the role's trainable parameters, before sharding.
+
+    ``fully_shard`` keeps each rank's own slice of what that rank holds, so ranks that initialised a new weight
+    (LoRA adapters, a reward or value head) from different random states would otherwise train a patchwork of two
+    initialisations. Frozen weights come from the same files on every rank and are left alone. (DDP does the same
+    broadcast when it wraps a model; FSDP1 had ``sync_module_states``.)
+    """
+    group = mesh.get_group()
+    with torch.no_grad():
+        for param in role.parameters():
+            if param.requires_grad:
+                dist.broadcast(param.data, src=dist.get_global_rank(group, 0), group=group)
 
 
 def is_sharded(model: torch.nn.Module) -> bool:

@@ -17,11 +17,22 @@ def write_jsonl(path: Path, rows: list) -> Path:
     return path
 
 
-def run_lit_align(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run the console script as a user would and capture its output."""
+def run_lit_align(
+    *args: str, cwd: Path = REPO, timeout: int = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run the console script as a user would and capture its output (``env`` adds environment variables)."""
     return subprocess.run(
-        [sys.executable, "-m", "lit_align.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "lit_align.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
+
+
+# Several processes on a 2-core machine: one thread each, or they slow each other down.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 class SignalAtStep(Callback):

@@ -4,14 +4,16 @@ trains 2 steps with its roles sharded by FSDP2Strategy; prints ``trained <name>`
 import sys
 
 import torch
+import torch.distributed as dist
 from lightning import Trainer
+from torch.distributed.device_mesh import init_device_mesh
 
 from lit_align import objectives
 from lit_align.data import BinaryDataModule, DataSource, PairwiseDataModule, PromptDataModule, SFTDataModule
 from lit_align.modeling import ModelSpec
 from lit_align.rewards import RewardSpec
 from lit_align.rollout import SamplingConfig
-from lit_align.sharding import FSDP2Strategy, full_state_dict, is_sharded, roles
+from lit_align.sharding import FSDP2Strategy, full_state_dict, is_sharded, roles, shard_roles
 
 QLORA = ModelSpec(finetune="qlora", lora_r=4)
 
@@ -30,6 +32,19 @@ def _sft():
 
 def _binary():
     return BinaryDataModule(source=DataSource(num_rows=16, num_val_rows=4), batch_size=4, max_length=64)
+
+
+def check_ranks_start_from_rank_zeros_weights() -> None:
+    """Ranks that initialise new weights differently (LoRA, heads) all train rank 0's initialisation once sharded."""
+    torch.manual_seed(dist.get_rank())  # a different random state on each rank
+    module = objectives.SFT(policy=ModelSpec(finetune="lora", lora_r=4))
+    module.configure_model()
+    rank0 = {n: p.detach().clone() for n, p in module.policy.named_parameters() if p.requires_grad}
+    shard_roles(module, init_device_mesh("cpu", (dist.get_world_size(),)))
+    whole = full_state_dict(module.policy)
+    if dist.get_rank() == 0:
+        same = all(torch.equal(whole[n], p) for n, p in rank0.items())
+        print(f"start {'rank0' if same else 'mixed'}", flush=True)
 
 
 def main(out: str) -> None:
@@ -53,6 +68,8 @@ def main(out: str) -> None:
         # Activation checkpointing and bf16 compute with float32 master weights.
         "SFT-checkpointing-bf16": ({}, _sft),
     }
+    dist.init_process_group("gloo")  # Lightning finds it initialised and uses it
+    check_ranks_start_from_rank_zeros_weights()
     for name, (extra, data) in cases.items():
         module = getattr(objectives, name.split("-")[0])(**{**opt, **extra})
         options = {"activation_checkpointing": True, "mixed_precision": "bf16"} if "bf16" in name else {}

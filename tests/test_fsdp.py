@@ -1,6 +1,7 @@
 """FSDP2 sharding (configs/strategy/fsdp.yaml) on CPU over gloo with two processes, through the CLI as users run it."""
 
 import csv
+import os
 import re
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from lit_align.embedded import embedded_model_path
-from tests.helpers import REPO, run_lit_align
+from tests.helpers import ONE_THREAD, REPO, run_lit_align
 
 SHARDED = ("--config", "configs/strategy/fsdp.yaml", "--trainer.accelerator", "cpu", "--trainer.devices", "2")
 NO_LORA_DROPOUT = ("--model.init_args.policy.lora_dropout", "0")  # dropout draws differ between the two runs
@@ -22,7 +23,7 @@ def _weights(run):
 
 
 def _fit(*args):
-    result = run_lit_align("fit", *args, *QUIET, timeout=300)
+    result = run_lit_align("fit", *args, *QUIET, timeout=300, env=ONE_THREAD)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -122,6 +123,7 @@ def test_sharded_grpo_generates_checkpoints_resumes_exactly_and_exports(tmp_path
         str(shards),
         "--out",
         str(exported),
+        env=ONE_THREAD,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     final = _weights(run)
@@ -148,6 +150,7 @@ def test_every_other_objective_trains_with_all_its_roles_sharded(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, **ONE_THREAD},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     found = dict(re.findall(r"trained (\S+) moved=\S+ sharded=(\S+)", result.stdout))
@@ -163,7 +166,9 @@ def test_every_other_objective_trains_with_all_its_roles_sharded(tmp_path):
         "ORPO-qlora": "policy",
         "SFT-checkpointing-bf16": "policy",
     }, result.stdout
-    assert all(float(m) > 1e-4 for m in re.findall(r"moved=(\S+)", result.stdout))
+    assert all(float(m) > 1e-5 for m in re.findall(r"moved=(\S+)", result.stdout))
+    # Ranks seeded differently hold different new weights (LoRA) before sharding; all train rank 0's.
+    assert "start rank0" in result.stdout
 
 
 @pytest.mark.parametrize(("strategy", "expected"), [("ours", "intact"), ("lightning", "damaged")])
@@ -176,5 +181,6 @@ def test_a_save_of_shards_that_dies_half_way_leaves_the_previous_checkpoint_inta
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, **ONE_THREAD},
     )
     assert f"RESULT {expected}" in result.stdout, result.stdout[-2000:] + result.stderr[-3000:]
