@@ -1,4 +1,4 @@
-"""The ``lit-align`` command: a LightningCLI (fit, validate, test, predict) plus ``evaluate`` and ``export``."""
+"""The ``lit-align`` command: LightningCLI (fit, validate, test, predict), ``evaluate``, ``evaluate-rm``, ``export``."""
 
 from __future__ import annotations
 
@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> None:
             from lit_align.evaluation import evaluate_cli
 
             evaluate_cli(args[1:])
+        elif args and args[0] == "evaluate-rm":
+            from lit_align.reward_evaluation import evaluate_reward_model_cli
+
+            evaluate_reward_model_cli(args[1:])
         elif args and args[0] == "export":
             from lit_align.export import export_cli
 

@@ -6,7 +6,8 @@ in ``train``, so no split shares a problem with another. Rows are emitted in the
 Face chat templates understand, in four shapes that later data modules read:
 
 - ``sft``:      ``messages`` (user question, assistant answer) and ``answer``
-- ``pairwise``: ``prompt`` (messages), ``chosen`` / ``rejected`` (assistant messages) and ``answer``
+- ``pairwise``: ``prompt`` (messages), ``chosen`` / ``rejected`` (assistant messages), ``answer`` and ``wrong_by``
+  (rejected minus right answer: +-1, +-2 are units-digit slips, +-10, +-20 tens-digit errors)
 - ``binary``:   ``prompt``, ``completion`` (assistant messages), ``label`` (bool) and ``answer``
 - ``prompt``:   ``prompt`` (messages) and ``answer``
 
@@ -124,6 +125,7 @@ def make_rows(shape: Shape | str, split: str = "train", num_rows: int = 1000, se
                     "chosen": [{"role": "assistant", "content": answer}],
                     "rejected": [{"role": "assistant", "content": wrong}],
                     "answer": answer,
+                    "wrong_by": int(wrong) - int(answer),
                 }
             )
         else:

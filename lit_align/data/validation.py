@@ -11,7 +11,7 @@ Messages = list[dict[str, str]]
 
 def text_field(row: dict[str, Any], field: str, origin: str, index: int) -> str:
     """Return ``row[field]`` if it is a non-empty string."""
-    value = _present(row, field, origin, index)
+    value = required_field(row, field, origin, index)
     if not isinstance(value, str):
         raise DataError(origin, f"must be a string, got {type(value).__name__}", row=index + 1, field=field)
     if not value.strip():
@@ -21,13 +21,13 @@ def text_field(row: dict[str, Any], field: str, origin: str, index: int) -> str:
 
 def messages_field(row: dict[str, Any], field: str, origin: str, index: int) -> Messages:
     """Return ``row[field]`` if it is a non-empty list of ``{"role": str, "content": str}`` messages."""
-    value = _present(row, field, origin, index)
+    value = required_field(row, field, origin, index)
     return _check_messages(value, field, origin, index)
 
 
 def text_or_messages(row: dict[str, Any], field: str, origin: str, index: int) -> str | Messages:
     """Return ``row[field]`` as plain text or as a message list, whichever it is."""
-    value = _present(row, field, origin, index)
+    value = required_field(row, field, origin, index)
     if isinstance(value, list):
         return _check_messages(value, field, origin, index)
     return text_field(row, field, origin, index)
@@ -35,13 +35,14 @@ def text_or_messages(row: dict[str, Any], field: str, origin: str, index: int) -
 
 def bool_field(row: dict[str, Any], field: str, origin: str, index: int) -> bool:
     """Return ``row[field]`` if it is a boolean (not 0/1, not "true")."""
-    value = _present(row, field, origin, index)
+    value = required_field(row, field, origin, index)
     if not isinstance(value, bool):
         raise DataError(origin, f"must be true or false, got {value!r}", row=index + 1, field=field)
     return value
 
 
-def _present(row: dict[str, Any], field: str, origin: str, index: int) -> Any:
+def required_field(row: dict[str, Any], field: str, origin: str, index: int) -> Any:
+    """Return ``row[field]``; a missing or null value raises a :class:`DataError` naming the row and field."""
     if row.get(field) is None:
         raise DataError(origin, "is missing", row=index + 1, field=field)
     return row[field]

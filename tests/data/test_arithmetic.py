@@ -25,6 +25,7 @@ def test_answers_are_correct_and_rejected_are_wrong():
         assert row["answer"] == str(solve(int(a), op, int(b)))
         assert row["chosen"][0]["content"] == row["answer"]
         assert row["rejected"][0]["content"] != row["answer"]
+        assert int(row["rejected"][0]["content"]) - int(row["answer"]) == row["wrong_by"]
 
 
 def test_binary_labels_match_correctness_and_are_balanced():

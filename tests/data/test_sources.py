@@ -48,7 +48,7 @@ def test_builder_with_data_files_per_split(tmp_path):
 def test_embedded_task_rows_and_validation():
     train, val = load_splits(DataSource(num_rows=30, num_val_rows=5), Shape.PAIRWISE)
     assert len(train) == 30 and len(val) == 5
-    assert set(train.rows.column_names) == {"prompt", "chosen", "rejected", "answer"}
+    assert set(train.rows.column_names) == {"prompt", "chosen", "rejected", "answer", "wrong_by"}
     assert train.origin == "lit-align/arithmetic[train]"
 
 
