@@ -190,7 +190,7 @@ def _load_model(
 
 
 def load_policy(
-    spec: ModelSpec, *, device: torch.device | None = None, head: Head = "causal_lm"
+    spec: ModelSpec, *, device: torch.device | None = None, head: Head = "causal_lm", expand_layers: int = 0
 ) -> PreTrainedModel | PeftModel:
     """Build the trainable model: the full model, or the model with LoRA adapters (on a 4-bit base for QLoRA).
 
@@ -198,10 +198,16 @@ def load_policy(
         spec: What to load and how it trains.
         device: Where 4-bit weights are quantised (QLoRA only); other roles load on CPU and Lightning moves them.
         head: ``causal_lm`` for policies, ``reward`` for a scalar sequence-classification head (reward models).
+        expand_layers: New identity-initialised blocks stacked on the loaded ones (:func:`expand_blocks`), before
+            any adapter is added; not with QLoRA (the copied 4-bit weights cannot be zeroed).
 
     """
     finetune = Finetune(spec.finetune)
+    if expand_layers and finetune.quantized:
+        raise ModelLoadError(f"{POLICY_KEY}: expand_layers cannot be used with finetune: qlora (use full or lora)")
     model = _load_model(spec, quantize=finetune.quantized, device=device, head=head)
+    if expand_layers:
+        expand_blocks(model, expand_layers)
     if head == "reward" and model.config.pad_token_id is None:
         tokenizer = load_tokenizer(spec.name_or_path, trust_remote_code=spec.trust_remote_code)
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -212,6 +218,53 @@ def load_policy(
     if finetune.has_adapter:
         model = get_peft_model(model, _lora_config(spec, head))
     return model.train()  # from_pretrained returns eval mode; dropout and Lightning expect train mode
+
+
+def frozen_lm_head(spec: ModelSpec, model: torch.nn.Module) -> torch.Tensor:
+    """Return a detached copy of the causal-LM output embedding for a reward model built from ``spec``.
+
+    A sequence-classification model has no LM head. Tied models (``tie_word_embeddings``) reuse their input
+    embedding, copied from ``model``; otherwise the checkpoint's LM head is read by loading the causal LM once on
+    the CPU (a transient second copy of the weights). Shape: (V, D)
+    """
+    if model.config.get_text_config().tie_word_embeddings:
+        return model.get_input_embeddings().weight.detach().float().clone()
+    lm = _load_model(ModelSpec(**{**spec.__dict__, "finetune": "full"}), quantize=False, head="causal_lm")
+    head = lm.get_output_embeddings()
+    if head is None:
+        raise ModelLoadError(f"{POLICY_KEY}: model '{spec.name_or_path}' has no language-model head to regularise with")
+    return head.weight.detach().float().clone()
+
+
+def expand_blocks(model: PreTrainedModel, count: int) -> None:
+    """Stack ``count`` new decoder blocks on a Llama-style model, each starting as the identity (in place).
+
+    Block expansion (LLaMA Pro, Wu et al., 2024; arXiv:2401.02415): each new block copies the last block and zeroes
+    its attention output (``o_proj``) and MLP output (``down_proj``) projections, so the residual stream passes
+    through unchanged until training moves them. The config's ``num_hidden_layers`` follows, so the saved model
+    loads with the extra blocks.
+
+    Raises:
+        ModelLoadError: The model's blocks are not at ``model.model.layers`` with ``o_proj`` / ``down_proj``.
+
+    """
+    blocks = getattr(getattr(model, "model", None), "layers", None)
+    last = blocks[-1] if isinstance(blocks, torch.nn.ModuleList) and len(blocks) else None
+    if last is None or not hasattr(getattr(last, "self_attn", None), "o_proj") or not hasattr(last.mlp, "down_proj"):
+        raise ModelLoadError(
+            f"{POLICY_KEY}: expand_layers needs Llama-style blocks (model.layers[i].self_attn.o_proj, mlp.down_proj), "
+            f"not {type(model).__name__}"
+        )
+    config = model.config
+    for _ in range(count):
+        block = copy.deepcopy(last)
+        block.self_attn.layer_idx = len(blocks)
+        torch.nn.init.zeros_(block.self_attn.o_proj.weight)
+        torch.nn.init.zeros_(block.mlp.down_proj.weight)
+        blocks.append(block)
+    config.num_hidden_layers = len(blocks)
+    if getattr(config, "layer_types", None):
+        config.layer_types = list(config.layer_types) + [config.layer_types[-1]] * count
 
 
 def _lora_config(spec: ModelSpec, head: Head = "causal_lm") -> LoraConfig:

@@ -59,6 +59,8 @@ def main(out: str) -> None:
         "SimPO": ({}, _pairs),
         "ORPO": ({}, _pairs),
         "RewardModel": ({}, _pairs),
+        # LM regularisation through a frozen (unsharded) head buffer, and an expanded block sharded like the rest.
+        "RewardModel-regularised-expanded": ({"sft_weight": 1.0, "expand_layers": 1}, _pairs),
         "PPO": (online, _prompts),  # value head on the policy: a role of its own
         "PPO-value-model": ({**online, "value_model": ModelSpec()}, _prompts),
         "OnlineDPO": (online, _prompts),

@@ -159,6 +159,7 @@ def test_every_other_objective_trains_with_all_its_roles_sharded(tmp_path):
         "SimPO": "policy",
         "ORPO": "policy",
         "RewardModel": "policy",
+        "RewardModel-regularised-expanded": "policy",
         "PPO": "policy,reference,value_head",
         "PPO-value-model": "policy,reference,value_backbone,value_head",
         "OnlineDPO": "policy,reference",

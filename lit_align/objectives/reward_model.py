@@ -8,10 +8,13 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from lit_align.distributed import token_normalizer
 from lit_align.losses.reward import bradley_terry_loss
+from lit_align.losses.sft import sequence_nll_loss
 from lit_align.metrics import log_metrics
-from lit_align.modeling import ModelSpec, load_policy
+from lit_align.modeling import ModelSpec, frozen_lm_head, load_policy
 from lit_align.objectives.optim import configure_optimizers
+from lit_align.ops.logprobs import sequence_logps
 from lit_align.types import PairwiseBatch
 
 
@@ -20,7 +23,8 @@ class RewardModel(LightningModule):
 
     The model is ``AutoModelForSequenceClassification`` with one label (the score is read at the last token).
     It is named ``policy`` like every objective's trained model, so the same overlays (LoRA, QLoRA) apply.
-    Logs ``{stage}/loss``, ``accuracy`` (chosen scored higher), ``margin``, ``rewards/chosen``, ``rewards/rejected``.
+    Logs ``{stage}/loss``, ``accuracy`` (chosen scored higher), ``margin``, ``rewards/chosen``, ``rewards/rejected``,
+    and ``nll`` when ``sft_weight`` is set.
     The saved Hugging Face folder loads with ``AutoModelForSequenceClassification`` and scores pairs through
     :class:`lit_align.rewards.model.RewardModelScorer`.
     """
@@ -31,6 +35,8 @@ class RewardModel(LightningModule):
         self,
         policy: ModelSpec = ModelSpec(),  # noqa: B008 (frozen dataclass)
         center_rewards_coefficient: float = 0.0,
+        sft_weight: float = 0.0,
+        expand_layers: int = 0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -40,6 +46,14 @@ class RewardModel(LightningModule):
             policy: The backbone to train and how (full, LoRA, QLoRA); a scalar head is added.
             center_rewards_coefficient: Weight of a ``mean((r_c + r_r)^2)`` term that keeps scores centred on 0
                 (Eisenstein et al., 2023; arXiv:2312.09244); 0 disables it.
+            sft_weight: Weight of a language-modelling loss on the chosen completions, read from the backbone's
+                last hidden states through a frozen copy of its LM head (text-generation regularisation, GRM;
+                Yang et al., 2024; arXiv:2406.10216). It keeps the next-token knowledge a verifier needs; 0 disables
+                it. The exported model is an ordinary sequence classifier either way.
+            expand_layers: New decoder blocks stacked on the backbone, each a copy of the last one whose output
+                projections start at zero, so the model starts unchanged (block expansion, arXiv:2401.02415). Gives
+                the score head more depth on a small backbone; the exported model keeps them. Llama-style blocks;
+                full or LoRA fine-tuning.
             optimizer: Optimizer class and arguments.
             lr_scheduler: Optional scheduler, stepped after every optimizer step.
 
@@ -48,24 +62,44 @@ class RewardModel(LightningModule):
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
         self.policy: torch.nn.Module | None = None
+        self.register_buffer("lm_head", None, persistent=False)  # (V, D) frozen, rebuilt by configure_model
 
     def configure_model(self) -> None:
         """Build the backbone with its scalar head (idempotent)."""
         if self.policy is None:
             device = self.trainer.strategy.root_device if self._trainer is not None else None
-            self.policy = load_policy(self.policy_spec, device=device, head="reward")
+            self.policy = load_policy(
+                self.policy_spec, device=device, head="reward", expand_layers=self.hparams.expand_layers
+            )
+            if self.hparams.sft_weight:
+                self.lm_head = frozen_lm_head(self.policy_spec, self.policy)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Return one scalar reward per row, shape (N,)."""
         return self.policy(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits.squeeze(-1)
 
     def _shared_step(self, batch: PairwiseBatch, stage: str) -> torch.Tensor:
-        chosen, rejected = self(batch["input_ids"], batch["attention_mask"]).float().chunk(2)  # (B,), (B,)
+        regularise = self.lm_head is not None
+        out = self.policy(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            use_cache=False,
+            output_hidden_states=regularise,
+        )
+        chosen, rejected = out.logits.squeeze(-1).float().chunk(2)  # (B,), (B,)
         loss = bradley_terry_loss(chosen, rejected).mean()
         if self.hparams.center_rewards_coefficient:
             loss = loss + self.hparams.center_rewards_coefficient * ((chosen + rejected) ** 2).mean()
+        extra = {}
+        if regularise:
+            hidden = out.hidden_states[-1].chunk(2)[0]  # (B, T, D) chosen rows, after the final norm
+            lm_logits = hidden @ self.lm_head.to(hidden).T  # (B, T, V)
+            logps, lengths = sequence_logps(lm_logits, batch["labels"].chunk(2)[0])  # (B,), (B,)
+            extra["nll"] = sequence_nll_loss(logps, lengths, token_normalizer(lengths.sum()))
+            loss = loss + self.hparams.sft_weight * extra["nll"]
         metrics = {
             "loss": loss,
+            **{k: v.detach() for k, v in extra.items()},
             "accuracy": (chosen > rejected).float().mean(),
             "margin": (chosen - rejected).detach().mean(),
             "rewards/chosen": chosen.detach().mean(),
