@@ -228,12 +228,11 @@ def frozen_lm_head(spec: ModelSpec, model: torch.nn.Module) -> torch.Tensor:
     the CPU (a transient second copy of the weights). Shape: (V, D)
     """
     if model.config.get_text_config().tie_word_embeddings:
-        return model.get_input_embeddings().weight.detach().float().clone()
-    lm = _load_model(ModelSpec(**{**spec.__dict__, "finetune": "full"}), quantize=False, head="causal_lm")
-    head = lm.get_output_embeddings()
+        return model.get_input_embeddings().weight.detach().clone()
+    head = _load_model(spec, quantize=False, head="causal_lm").get_output_embeddings()
     if head is None:
         raise ModelLoadError(f"{POLICY_KEY}: model '{spec.name_or_path}' has no language-model head to regularise with")
-    return head.weight.detach().float().clone()
+    return head.weight.detach().clone()
 
 
 def expand_blocks(model: PreTrainedModel, count: int) -> None:

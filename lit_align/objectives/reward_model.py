@@ -90,21 +90,22 @@ class RewardModel(LightningModule):
         loss = bradley_terry_loss(chosen, rejected).mean()
         if self.hparams.center_rewards_coefficient:
             loss = loss + self.hparams.center_rewards_coefficient * ((chosen + rejected) ** 2).mean()
-        extra = {}
+        nll = None
         if regularise:
             hidden = out.hidden_states[-1].chunk(2)[0]  # (B, T, D) chosen rows, after the final norm
             lm_logits = hidden @ self.lm_head.to(hidden).T  # (B, T, V)
             logps, lengths = sequence_logps(lm_logits, batch["labels"].chunk(2)[0])  # (B,), (B,)
-            extra["nll"] = sequence_nll_loss(logps, lengths, token_normalizer(lengths.sum()))
-            loss = loss + self.hparams.sft_weight * extra["nll"]
+            nll = sequence_nll_loss(logps, lengths, token_normalizer(lengths.sum()))
+            loss = loss + self.hparams.sft_weight * nll
         metrics = {
             "loss": loss,
-            **{k: v.detach() for k, v in extra.items()},
             "accuracy": (chosen > rejected).float().mean(),
             "margin": (chosen - rejected).detach().mean(),
             "rewards/chosen": chosen.detach().mean(),
             "rewards/rejected": rejected.detach().mean(),
         }
+        if nll is not None:
+            metrics["nll"] = nll.detach()
         log_metrics(self, metrics, stage, batch_size=len(chosen))
         return loss
 

@@ -136,3 +136,14 @@ def test_expanded_reward_model_exports_and_reloads_with_its_extra_blocks(tmp_pat
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
         ).logits.squeeze(-1)
     assert torch.allclose(direct, reloaded, atol=1e-5)
+
+
+def test_expansion_and_regulariser_under_lora_train_the_new_blocks_adapters():
+    lora = ModelSpec(name_or_path=TINY, finetune="lora", lora_r=4)
+    module = RewardModel(policy=lora, expand_layers=1, sft_weight=1.0)
+    module.configure_model()
+    module.log_dict = lambda *_, **__: None
+    module._shared_step(_pair_batch(), "train").backward()
+    new_block = [(n, p) for n, p in module.policy.named_parameters() if ".layers.4." in n and p.requires_grad]
+    assert new_block and all("lora_" in n for n, _ in new_block)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for _, p in new_block)
