@@ -11,10 +11,10 @@ import torch
 from jsonargparse import auto_cli
 
 from lit_align.data.arithmetic import Shape
+from lit_align.data.pairwise import pair_texts
 from lit_align.data.sources import DataSource, load_splits
-from lit_align.data.templates import split_implicit_prompt
-from lit_align.data.validation import required_field, text_or_messages
-from lit_align.errors import DataError, LitAlignError
+from lit_align.data.validation import required_field
+from lit_align.errors import LitAlignError
 from lit_align.rewards.model import RewardModelScorer
 
 
@@ -83,15 +83,10 @@ def evaluate_reward_model(
     rows, _ = load_splits(source, Shape.PAIRWISE)
     prompts, chosen, rejected, groups = [], [], [], []
     for i, row in enumerate(rows.rows):
-        c = text_or_messages(row, chosen_field, rows.origin, i)
-        r = text_or_messages(row, rejected_field, rows.origin, i)
-        if prompt_field in row:
-            p = text_or_messages(row, prompt_field, rows.origin, i)
-        else:
-            p, c, r = split_implicit_prompt(c, r)
-            if not c or not r:
-                raise DataError(rows.origin, "nothing left after the shared prompt", row=i + 1, field=chosen_field)
-        prompts.append(p), chosen.append(c), rejected.append(r)
+        prompt, completion, other = pair_texts(row, (prompt_field, chosen_field, rejected_field), rows.origin, i)
+        prompts.append(prompt)
+        chosen.append(completion)
+        rejected.append(other)
         if group_field is not None:
             groups.append(required_field(row, group_field, rows.origin, i))
     scorer = RewardModelScorer(model, batch_size=batch_size, trust_remote_code=trust_remote_code)

@@ -19,6 +19,29 @@ from lit_align.errors import DataError
 from lit_align.modeling import load_tokenizer
 
 
+def pair_texts(row: dict[str, Any], fields: tuple[str, str, str], origin: str, index: int) -> tuple:
+    """Read a row's prompt, chosen and rejected (text or messages), ``fields`` naming their columns in that order.
+
+    Without a prompt column, chosen and rejected are whole conversations and their shared beginning is the prompt.
+
+    Raises:
+        DataError: A field is missing or malformed, or nothing is left of a completion after the shared prompt.
+
+    """
+    prompt_field, chosen_field, rejected_field = fields
+    chosen = text_or_messages(row, chosen_field, origin, index)
+    rejected = text_or_messages(row, rejected_field, origin, index)
+    if prompt_field in row:
+        return text_or_messages(row, prompt_field, origin, index), chosen, rejected
+    prompt, chosen, rejected = split_implicit_prompt(chosen, rejected)
+    for field, rest in ((chosen_field, chosen), (rejected_field, rejected)):
+        if not rest:
+            raise DataError(
+                origin, "nothing left after the prompt shared with the other completion", row=index + 1, field=field
+            )
+    return prompt, chosen, rejected
+
+
 class PairwiseDataModule(LightningDataModule):
     """Preference pairs: a prompt, a chosen and a rejected completion (plain text or chat messages).
 
@@ -87,20 +110,8 @@ class PairwiseDataModule(LightningDataModule):
 
     def _encode(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:
         hp, origin = self.hparams, split.origin
-        chosen = text_or_messages(row, hp.chosen_field, origin, index)
-        rejected = text_or_messages(row, hp.rejected_field, origin, index)
-        if hp.prompt_field in row:
-            prompt = text_or_messages(row, hp.prompt_field, origin, index)
-        else:
-            prompt, chosen, rejected = split_implicit_prompt(chosen, rejected)
-            for field, rest in ((hp.chosen_field, chosen), (hp.rejected_field, rejected)):
-                if not rest:
-                    raise DataError(
-                        origin,
-                        "nothing left after the prompt shared with the other completion",
-                        row=index + 1,
-                        field=field,
-                    )
+        fields = (hp.prompt_field, hp.chosen_field, hp.rejected_field)
+        prompt, chosen, rejected = pair_texts(row, fields, origin, index)
         if chosen == rejected:
             raise DataError(origin, "chosen and rejected are identical", row=index + 1, field=hp.rejected_field)
         prompt_ids, chosen_ids = tokenize_prompt_completion(self.tokenizer, prompt, chosen)
