@@ -70,8 +70,8 @@ def run_mode(model: str, data: str, mode: dict, batch: int, steps: int) -> dict:
     from lightning import Callback, Trainer
 
     from lit_align.data import DataSource, PairwiseDataModule
-    from lit_align.modeling import ModelSpec
     from lit_align.objectives import DPO
+    from lit_align.roles.models import ModelSpec
 
     class Timer(Callback):
         def __init__(self) -> None:

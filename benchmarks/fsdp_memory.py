@@ -1,7 +1,8 @@
 """Memory each process holds for DPO under FSDP2Strategy, with 1 and 2 CPU processes (gloo), full and QLoRA.
 
 Builds a randomly initialised Llama of the stated size (as benchmarks/dpo_throughput.py does), trains DPO for a
-few steps under ``lit_align.sharding.FSDP2Strategy`` launched with ``torch.distributed.run``, and prints per process:
+few steps under ``lit_align.runtime.sharding.FSDP2Strategy`` launched with
+``torch.distributed.run``, and prints per process:
 bytes of model weights it holds (policy + frozen reference, local shards only), bytes of optimizer state, and
 peak resident memory (ru_maxrss, includes Python and torch, about 0.5 GB on its own):
 
@@ -41,9 +42,9 @@ def run_child(model: str, data: str, finetune: str, steps: int) -> None:
     from lightning import Trainer
 
     from lit_align.data import DataSource, PairwiseDataModule
-    from lit_align.modeling import ModelSpec
     from lit_align.objectives import DPO
-    from lit_align.sharding import FSDP2Strategy
+    from lit_align.roles.models import ModelSpec
+    from lit_align.runtime.sharding import FSDP2Strategy
 
     module = DPO(
         policy=ModelSpec(name_or_path=model, finetune=finetune, lora_r=16),

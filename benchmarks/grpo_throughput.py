@@ -19,8 +19,8 @@ from lightning import Trainer
 from lightning.pytorch.loggers import CSVLogger
 
 from lit_align.data import DataSource, PromptDataModule
-from lit_align.modeling import ModelSpec
 from lit_align.objectives import GRPO
+from lit_align.roles.models import ModelSpec
 from lit_align.rollout import SamplingConfig
 
 PHASES = ("generation", "scoring", "update")
@@ -39,7 +39,7 @@ def main() -> None:
     torch.manual_seed(0)
     module = GRPO(
         policy=ModelSpec(name_or_path=args.model, finetune=args.finetune),
-        group_size=args.group_size,
+        completions_per_prompt=args.group_size,
         sampling=SamplingConfig(max_new_tokens=args.max_new_tokens),
         log_samples_every_n_steps=0,
         optimizer=lambda p: torch.optim.AdamW(p, lr=1e-5),

@@ -12,8 +12,8 @@ from lightning.fabric import Fabric
 from lightning.fabric.loggers import CSVLogger
 
 from lit_align.data import DataSource, SFTDataModule
-from lit_align.modeling import ModelSpec
 from lit_align.objectives import SFT
+from lit_align.roles.models import ModelSpec
 
 
 def main(argv: list[str] | None = None) -> list[float]:

@@ -12,8 +12,8 @@ from lightning import Trainer
 from lightning.pytorch.loggers import CSVLogger
 
 from lit_align.data import DataSource, PairwiseDataModule
-from lit_align.modeling import ModelSpec
 from lit_align.objectives import DPO
+from lit_align.roles.models import ModelSpec
 
 
 def main(argv: list[str] | None = None) -> DPO:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from lightning import LightningModule
 
+from lit_align.ops.logprobs import masked_mean
+
 PROGRESS_BAR = ("loss", "rewards/accuracies", "rewards/margins", "reward", "kl")
 
 
@@ -58,6 +60,50 @@ def preference_metrics(
         "logps/rejected": policy_rejected_logps.detach().mean(),
         "lengths/chosen": chosen_lengths.float().mean(),
         "lengths/rejected": rejected_lengths.float().mean(),
+    }
+
+
+def kto_metrics(
+    rewards: torch.Tensor, policy_logps: torch.Tensor, desirable: torch.Tensor, reference_point: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """KTO's batch metrics under TRL's names; a label absent from the batch gives 0 for its means.
+
+    Args:
+        rewards: Implicit reward of each completion. Shape: (B,)
+        policy_logps: Policy log p(y | x) of each completion. Shape: (B,)
+        desirable: Bool label of each completion. Shape: (B,)
+        reference_point: z0. Shape: ()
+
+    Returns:
+        ``kl``, ``rewards/{chosen,rejected,margins}``, ``logps/{chosen,rejected}``, ``fraction_desirable``.
+
+    """
+    chosen, rejected = masked_mean(rewards, desirable), masked_mean(rewards, ~desirable)
+    return {
+        "kl": reference_point,
+        "rewards/chosen": chosen,
+        "rewards/rejected": rejected,
+        "rewards/margins": chosen - rejected,
+        "logps/chosen": masked_mean(policy_logps.detach(), desirable),
+        "logps/rejected": masked_mean(policy_logps.detach(), ~desirable),
+        "fraction_desirable": desirable.float().mean(),
+    }
+
+
+def reward_model_metrics(chosen_scores: torch.Tensor, rejected_scores: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A reward model's batch metrics: ``accuracy`` (chosen scored strictly higher), ``margin``, mean scores.
+
+    Args:
+        chosen_scores: Score of each chosen completion. Shape: (B,)
+        rejected_scores: Score of each rejected completion. Shape: (B,)
+
+    """
+    chosen, rejected = chosen_scores.detach(), rejected_scores.detach()
+    return {
+        "accuracy": (chosen > rejected).float().mean(),
+        "margin": (chosen - rejected).mean(),
+        "rewards/chosen": chosen.mean(),
+        "rewards/rejected": rejected.mean(),
     }
 
 

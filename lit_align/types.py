@@ -5,12 +5,22 @@ Shape legend: B batch, T sequence length (padded to the longest row of the batch
 
 from __future__ import annotations
 
-from typing import TypedDict
+from enum import StrEnum
+from typing import Protocol, TypedDict, runtime_checkable
 
 import torch
 
 IGNORE_INDEX = -100
 """Label value of a token that does not count in the loss (Hugging Face convention)."""
+
+
+class Shape(StrEnum):
+    """Data shapes: what a row holds (the embedded task emits all four; each data module reads one)."""
+
+    SFT = "sft"
+    PAIRWISE = "pairwise"
+    BINARY = "binary"
+    PROMPT = "prompt"
 
 
 class SFTBatch(TypedDict):
@@ -86,3 +96,15 @@ class PromptBatch(TypedDict):
     prompts: list
     columns: dict[str, list]
     index: torch.Tensor
+
+
+@runtime_checkable
+class OrderedSplits(Protocol):
+    """A data module whose rows can be scored once, in order (for ``reference: precomputed``).
+
+    Batches carry ``index`` (each row's position in its split), so cached values can be looked up per batch.
+    """
+
+    def ordered_dataloaders(self) -> dict:
+        """Unshuffled loaders over every split, keyed ``train``, ``val`` and (when present) ``test``."""
+        ...

@@ -11,6 +11,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture
 def tiny_tokenizer():
-    from lit_align.modeling import load_tokenizer
+    from lit_align.roles.models import load_tokenizer
 
     return load_tokenizer("lit-align/tiny-sft")

@@ -22,7 +22,7 @@ def run_lit_align(
 ) -> subprocess.CompletedProcess:
     """Run the console script as a user would and capture its output (``env`` adds environment variables)."""
     return subprocess.run(
-        [sys.executable, "-m", "lit_align.cli", *args],
+        [sys.executable, "-m", "lit_align.commands", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

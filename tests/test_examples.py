@@ -9,7 +9,7 @@ from examples import fabric_loop, lightning_trainer
 
 def test_objective_in_a_plain_trainer_script(tmp_path):
     model = lightning_trainer.main(["--max-steps", "4", "--out", str(tmp_path)])
-    assert model.reference is not None and model.trainer.global_step == 4
+    assert model.reference.model is not None and model.trainer.global_step == 4
     with open(next(tmp_path.rglob("metrics.csv"))) as f:
         names = set(next(csv.DictReader(f)))
     assert {"train/loss", "val/rewards/accuracies", "train/rewards/margins"} <= names

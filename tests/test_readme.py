@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from lit_align.evaluation import evaluate
+from lit_align.commands.evaluate import evaluate
 from tests.helpers import REPO
 
 

@@ -1,11 +1,13 @@
 """Every YAML under recipes/ and configs/ parses: recipes alone, overlays on top of recipes/sft.yaml."""
 
+import re
+import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 
-from lit_align.cli import run_cli
+from lit_align.commands.fit import run_cli
 from tests.helpers import REPO
 
 RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
@@ -15,7 +17,7 @@ OVERLAYS = sorted((REPO / "configs").rglob("*.yaml"))
 def test_yaml_count():
     # Update these numbers when you add a recipe or an overlay; a file that goes missing fails here.
     assert len(RECIPES) == 10, RECIPES
-    assert len(OVERLAYS) == 11, OVERLAYS
+    assert len(OVERLAYS) == 12, OVERLAYS
 
 
 def _parse(*configs: Path, capsys) -> str:
@@ -53,3 +55,35 @@ def test_overlay_parses_on_a_recipe(overlay, capsys):
     for key, value in data.items():
         if not isinstance(value, dict):
             assert resolved["data"]["init_args"][key] == value
+
+
+def _readme_stacks() -> list[list[str]]:
+    """Every ``lit-align fit --config recipes/...`` command in the README (continuation lines joined)."""
+    text = (REPO / "README.md").read_text().replace("\\\n", " ")
+    commands = re.findall(r"lit-align fit (--config recipes/[^`\n|&]*)", text)
+    return sorted({tuple(shlex.split(c, comments=True)) for c in commands})
+
+
+def test_readme_shows_stacks():
+    stacks = _readme_stacks()
+    assert any("configs/model/qwen2.5-0.5b.yaml" in s and "configs/data/ultrafeedback.yaml" in s for s in stacks)
+    assert len(stacks) >= 10, stacks
+
+
+@pytest.mark.parametrize("stack", _readme_stacks(), ids=" ".join)
+def test_readme_stack_keeps_the_recipes_optimizer_and_schedule(stack, capsys):
+    """Model, data, hardware and strategy overlays never change the recipe's tuned optimizer and schedule (only the
+    command's own --model.init_args.optimizer / lr_scheduler arguments may)."""
+    configs = [stack[i + 1] for i, a in enumerate(stack) if a == "--config"]
+    recipe = REPO / configs[0]
+    args = [a for a in stack if a != "--print_config"]
+    with pytest.raises(SystemExit) as info:
+        run_cli(["fit", *args, "--print_config"])
+    out = capsys.readouterr()
+    assert info.value.code == 0, out.err[-2000:]
+    resolved = yaml.safe_load(out.out)
+    alone = yaml.safe_load(_parse(recipe, capsys=capsys))
+    for key in ("optimizer", "lr_scheduler"):
+        if not any(a.startswith(f"--model.init_args.{key}") for a in stack):
+            assert resolved["model"]["init_args"].get(key) == alone["model"]["init_args"].get(key), key
+    assert resolved["trainer"]["max_steps"] == alone["trainer"]["max_steps"] or "--trainer.max_steps" in stack

@@ -4,7 +4,8 @@ import torch
 
 from lit_align.data import PromptDataModule
 from lit_align.data.sources import DataSource
-from lit_align.modeling import ModelSpec, load_policy, load_tokenizer
+from lit_align.roles.models import ModelSpec, load_policy
+from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.rollout import SamplingConfig, completion_logps, generate, mask_after_eos, repeat_prompts, stop_token_ids
 
 

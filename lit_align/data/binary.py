@@ -8,25 +8,27 @@ from functools import partial
 from typing import Any
 
 from lightning import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
-from lit_align.data.arithmetic import Shape
 from lit_align.data.collate import collate_binary
 from lit_align.data.rows import OnBadRow, SplitLoaders, log_row_stats, tokenize_splits
 from lit_align.data.sources import DataSource, Split
 from lit_align.data.templates import fit_to_length, tokenize_prompt_completion
 from lit_align.data.validation import bool_field, text_or_messages
 from lit_align.errors import DataError
-from lit_align.modeling import load_tokenizer
+from lit_align.roles.tokenizer import load_tokenizer
+from lit_align.types import Shape
 
 
 class BinaryDataModule(LightningDataModule):
     """Unpaired feedback: each row is a prompt, a completion and a boolean label (True = desirable).
 
     With ``unpair: true`` the rows are pairwise (prompt, chosen, rejected) and each pair becomes a desirable and
-    an undesirable row. Every row also carries the completion of another row (a fixed random pairing) so KTO can
-    estimate its KL reference point on mismatched (prompt, completion) pairs, and so reference log-probs of those
-    pairs can be precomputed. Labels must be real booleans: 1, "true" or "yes" are refused.
+    an undesirable row. Every row also carries the completion of a row with another prompt (a fixed random pairing,
+    :func:`mismatched_partners`) so KTO can estimate its KL reference point on mismatched (prompt, completion)
+    pairs, and so reference log-probs of those pairs can be precomputed. Labels must be real booleans: 1, "true" or
+    "yes" are refused.
     """
 
     def __init__(
@@ -144,11 +146,48 @@ def _flatten(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [item for row in rows for item in row["items"]]
 
 
+def mismatched_partners(prompt_keys: list[Any], rng: random.Random) -> list[int]:
+    """For every item, the index of another item whose prompt differs (a fixed random pairing).
+
+    Items are grouped by prompt, the groups laid out in random order (items shuffled within), and each item is
+    paired with the one ``m`` places further round the circle, ``m`` the largest group: a group's block is at most
+    ``m`` long, so the partner lies outside it whenever ``2 m <= n``. When one prompt holds more than half the items,
+    some partners must share it (:func:`_with_mismatched_completions` warns).
+
+    Args:
+        prompt_keys: A hashable key of each item's prompt (its token ids).
+        rng: Random source of the layout.
+
+    Returns:
+        ``partner[i]`` for every item i.
+
+    """
+    groups: dict[Any, list[int]] = {}
+    for i, key in enumerate(prompt_keys):
+        groups.setdefault(key, []).append(i)
+    blocks = list(groups.values())
+    rng.shuffle(blocks)
+    circle = []
+    for block in blocks:
+        rng.shuffle(block)
+        circle += block
+    n, shift = len(circle), max((len(b) for b in blocks), default=0)
+    partner = [0] * n
+    for position, item in enumerate(circle):
+        partner[item] = circle[(position + shift) % n] if n > 1 else item
+    return partner
+
+
 def _with_mismatched_completions(items: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
-    """Give every item an index and the (prompt-truncated) completion of another item, in a fixed pairing."""
-    order = list(range(len(items)))
-    rng.shuffle(order)
-    partner = {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}
+    """Give every item an index and the (prompt-truncated) completion of an item with another prompt."""
+    keys = [tuple(item["prompt_ids"]) for item in items]
+    partner = mismatched_partners(keys, rng)
+    shared = sum(keys[i] == keys[j] for i, j in enumerate(partner))
+    if shared:
+        rank_zero_warn(
+            f"BinaryDataModule: {shared} of {len(items)} rows get a completion of their own prompt for KTO's KL "
+            "estimate (one prompt holds more than half the rows)"
+        )
     return [
         {**item, "index": i, "kl_completion_ids": items[partner[i]]["completion_ids"]} for i, item in enumerate(items)
     ]

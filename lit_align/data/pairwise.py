@@ -9,14 +9,14 @@ from typing import Any
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
-from lit_align.data.arithmetic import Shape
 from lit_align.data.collate import collate_pairwise
 from lit_align.data.rows import OnBadRow, SplitLoaders, log_row_stats, tokenize_splits
 from lit_align.data.sources import DataSource, Split
 from lit_align.data.templates import fit_to_length, split_implicit_prompt, tokenize_prompt_completion
 from lit_align.data.validation import text_or_messages
 from lit_align.errors import DataError
-from lit_align.modeling import load_tokenizer
+from lit_align.roles.tokenizer import load_tokenizer
+from lit_align.types import Shape
 
 
 def pair_texts(row: dict[str, Any], fields: tuple[str, str, str], origin: str, index: int) -> tuple:

@@ -9,13 +9,13 @@ from typing import Any
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
-from lit_align.data.arithmetic import Shape
 from lit_align.data.collate import collate_prompts
 from lit_align.data.rows import OnBadRow, SplitLoaders, log_row_stats, tokenize_splits
 from lit_align.data.sources import DataSource, Split
 from lit_align.data.templates import is_conversational, render_prompt
 from lit_align.data.validation import text_or_messages
-from lit_align.modeling import load_tokenizer
+from lit_align.roles.tokenizer import load_tokenizer
+from lit_align.types import Shape
 
 
 class PromptDataModule(LightningDataModule):

@@ -14,9 +14,9 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
-from lit_align.data.arithmetic import Shape
 from lit_align.data.sources import DataSource, Split, load_splits, load_test_split
 from lit_align.errors import DataError, LitAlignError
+from lit_align.types import Shape
 
 OnBadRow = Literal["error", "skip"]
 

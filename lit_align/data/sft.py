@@ -9,15 +9,14 @@ from lightning import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
-from lit_align.data.arithmetic import Shape
 from lit_align.data.collate import collate_sft
 from lit_align.data.rows import make_loader
 from lit_align.data.sources import DataSource, Split, load_splits, load_test_split
 from lit_align.data.templates import tokenize_prompt_completion
 from lit_align.data.validation import messages_field, text_or_messages
 from lit_align.errors import DataError, LitAlignError
-from lit_align.modeling import load_tokenizer
-from lit_align.types import IGNORE_INDEX
+from lit_align.roles.tokenizer import load_tokenizer
+from lit_align.types import IGNORE_INDEX, Shape
 
 
 class SFTDataModule(LightningDataModule):

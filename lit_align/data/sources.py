@@ -13,8 +13,8 @@ from typing import Any
 import datasets
 import torch
 
-from lit_align.data import arithmetic
 from lit_align.errors import DataError
+from lit_align.tasks import arithmetic
 
 EMBEDDED_TASK = "lit-align/arithmetic"
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}

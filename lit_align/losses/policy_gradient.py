@@ -52,12 +52,12 @@ def clipped_policy_loss(
     max_completion_length: int | None = None,
     num_tokens: float | torch.Tensor | None = None,
     ref_token_logps: torch.Tensor | None = None,
-    beta: float = 0.0,
+    kl_coef: float = 0.0,
 ) -> PolicyLossOutput:
     """PPO's clipped surrogate (Schulman et al., 2017; arXiv:1707.06347) as GRPO uses it (arXiv:2402.03300).
 
     Per token: ``ratio = exp(logp - old_logp)``,
-    ``l_t = -min(ratio A, clip(ratio, 1 - epsilon, 1 + epsilon_high) A) + beta KL_k3(pi || ref)_t``;
+    ``l_t = -min(ratio A, clip(ratio, 1 - epsilon, 1 + epsilon_high) A) + kl_coef KL_k3(pi || ref)_t``;
     then ``sequence``: ``mean_i (sum_t l_t m_t / sum_t m_t)``; ``constant`` (Dr. GRPO, arXiv:2503.20783):
     ``sum l m / (N max_completion_length)``; ``token`` (DAPO, arXiv:2503.14476): ``sum l m / num_tokens``.
 
@@ -72,7 +72,7 @@ def clipped_policy_loss(
         max_completion_length: The constant of ``constant``; defaults to R.
         num_tokens: Denominator of ``token``, e.g. the token count of the global batch; defaults to ``mask.sum()``.
         ref_token_logps: Reference log-probs for the KL term. Shape: (N, R)
-        beta: Weight of the KL term; 0 leaves it out.
+        kl_coef: Weight of the KL term; 0 leaves it out.
 
     Returns:
         :class:`PolicyLossOutput`.
@@ -87,9 +87,9 @@ def clipped_policy_loss(
     clipped = torch.clamp(ratio, 1 - epsilon, 1 + epsilon_high) * advantages
     per_token = -torch.min(unclipped, clipped)
     kl = torch.zeros_like(per_token)
-    if beta and ref_token_logps is not None:
+    if kl_coef and ref_token_logps is not None:
         kl = kl_estimate(token_logps, ref_token_logps, "k3")
-        per_token = per_token + beta * kl
+        per_token = per_token + kl_coef * kl
     per_token = per_token * mask
     normalization = LossNormalization(normalization)
     if normalization is LossNormalization.SEQUENCE:

@@ -116,10 +116,12 @@ def ipo_loss(
 ) -> PreferenceLossOutput:
     """Identity Preference Optimisation (Azar et al., 2023; arXiv:2310.12036).
 
-    loss = (h - 1 / (2 beta))^2, h as in :func:`dpo_loss`.
+    loss = (h - 1 / (2 beta))^2, h as in :func:`dpo_loss`, on whatever log-probs it is given.
 
-    Deviations: the paper's h uses summed log-probs, as here; TRL's ``ipo`` averages them per token. Pass
-    per-token means to get TRL's behaviour.
+    The ``ipo`` spec (:mod:`lit_align.losses.specs`) gives it per-token mean log-probs, as the IPO authors' code and
+    TRL do (each log-ratio divided by its completion length), so 1 / (2 beta) is a per-token margin;
+    ``length_normalized: false`` gives it summed log-probs (the summed form of the paper's notation), where the
+    same beta asks for a margin |y| times smaller per token.
 
     Args:
         policy_chosen_logps: Policy log p(chosen | prompt). Shape: (B,)

@@ -30,3 +30,20 @@ def bradley_terry_loss(
     if margin is not None:
         diff = diff - margin
     return -F.logsigmoid(diff)
+
+
+def center_penalty(chosen_scores: torch.Tensor, rejected_scores: torch.Tensor) -> torch.Tensor:
+    """Auxiliary term that keeps reward-model scores centred on 0 (Eisenstein et al., 2023; arXiv:2312.09244).
+
+    penalty = mean_b (r_c[b] + r_r[b])^2, as TRL's ``center_rewards_coefficient`` term.
+
+    Args:
+        chosen_scores: Scalar reward of each chosen completion. Shape: (B,)
+        rejected_scores: Scalar reward of each rejected completion. Shape: (B,)
+
+    Returns:
+        Scalar penalty. Shape: ()
+
+    """
+    assert chosen_scores.shape == rejected_scores.shape and chosen_scores.dim() == 1, "scores must be (B,)"
+    return ((chosen_scores + rejected_scores) ** 2).mean()

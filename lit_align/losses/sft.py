@@ -5,7 +5,7 @@ Shape legend: B batch, T sequence length.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 
@@ -53,21 +53,31 @@ def sft_loss(
 
 
 def sequence_nll_loss(
-    logps: torch.Tensor, num_tokens: torch.Tensor, normalizer: torch.Tensor | None = None
+    logps: torch.Tensor,
+    num_tokens: torch.Tensor,
+    normalizer: torch.Tensor | None = None,
+    *,
+    normalization: Literal["token", "sequence"] = "token",
 ) -> torch.Tensor:
-    """Token-mean negative log-likelihood from summed sequence log-probs (the NLL term of RPO and ORPO-style losses).
+    """Negative log-likelihood from summed sequence log-probs (the NLL term of RPO, CPO and ORPO).
 
-    loss = - sum_b logps[b] / n,   n = sum_b num_tokens[b] unless given  (the same token mean as :func:`sft_loss`,
-    with the same ``normalizer`` for data parallelism).
+    ``token``:    loss = - sum_b logps[b] / n,  n = sum_b num_tokens[b] unless given (the token mean of
+                  :func:`sft_loss`, with the same ``normalizer`` for data parallelism); what Hugging Face's causal-LM
+                  loss, TRL (``rpo_alpha``, CPO) and the official ORPO code compute.
+    ``sequence``: loss = - mean_b (logps[b] / num_tokens[b]), the mean of per-sequence means (the RPO paper's
+                  length-normalised NLL); ``normalizer`` does not apply (a per-sequence mean needs no global count).
 
     Args:
         logps: Summed log-probability of each sequence's counted tokens. Shape: (B,)
         num_tokens: Counted tokens of each sequence. Shape: (B,)
-        normalizer: Token count to divide by, instead of ``sum_b num_tokens[b]``. Shape: ()
+        normalizer: Token count to divide by, instead of ``sum_b num_tokens[b]`` (``token`` only). Shape: ()
+        normalization: ``token`` or ``sequence``.
 
     Returns:
         Scalar loss. Shape: ()
 
     """
     assert logps.shape == num_tokens.shape and logps.dim() == 1, "logps and num_tokens must both be (B,)"
+    if normalization == "sequence":
+        return -(logps / num_tokens.clamp(min=1)).mean()
     return -logps.sum() / (num_tokens.sum() if normalizer is None else normalizer).clamp(min=1)

@@ -1,11 +1,10 @@
 """Training objectives, one LightningModule per family."""
 
-from lit_align.objectives.dpo import DPO
+from lit_align.objectives.dpo import DPO, ORPO, SimPO
 from lit_align.objectives.grpo import GRPO
 from lit_align.objectives.kto import KTO
 from lit_align.objectives.online_dpo import OnlineDPO
 from lit_align.objectives.ppo import PPO
-from lit_align.objectives.reference_free import ORPO, SimPO
 from lit_align.objectives.reward_model import RewardModel
 from lit_align.objectives.sft import SFT
 

@@ -1,69 +1,44 @@
-"""DPO and its reference-based variants (IPO, hinge, conservative and robust DPO)."""
+"""DPO and the pairwise preference family (robust, IPO, hinge, RPO, SimPO, CPO, ORPO), one spec per method."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from enum import StrEnum
-from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from lightning import LightningModule
+from lightning import Callback, LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from lit_align.distributed import token_normalizer
-from lit_align.losses.preference import PreferenceLossOutput, dpo_loss, hinge_loss, ipo_loss, robust_dpo_loss
-from lit_align.losses.sft import sequence_nll_loss
+from lit_align.losses.specs import LossType, NLLNormalization, preference_loss_spec
 from lit_align.metrics import log_metrics, preference_metrics, sequence_kl
-from lit_align.modeling import Finetune, ModelSpec
-from lit_align.objectives.logps import (
-    ReferenceMode,
-    batch_reference_logps,
-    checkpoint_without_reference,
-    load_roles,
-    policy_logps,
-    precompute_reference,
-)
-from lit_align.objectives.optim import configure_optimizers
+from lit_align.objectives.names import renamed
+from lit_align.objectives.optim import configure_optimizers, role_device
+from lit_align.roles.models import ModelSpec, load_policy
+from lit_align.roles.reference import Reference, ReferenceHooks, ReferenceKind, ReferenceSpec
+from lit_align.roles.scoring import stacked_logps
+from lit_align.runtime.distributed import token_normalizer
 from lit_align.types import PairwiseBatch
 
 
-class DPOVariant(StrEnum):
-    """Loss variants of :class:`DPO`; ``smoothing`` tells whether ``label_smoothing`` applies."""
-
-    SIGMOID = "sigmoid"
-    ROBUST = "robust"
-    IPO = "ipo"
-    HINGE = "hinge"
-
-    @property
-    def smoothing(self) -> bool:
-        """True when the variant reads ``label_smoothing`` (cDPO / robust DPO)."""
-        return self in (DPOVariant.SIGMOID, DPOVariant.ROBUST)
-
-    def loss_fn(self, beta: float, label_smoothing: float) -> Callable[..., PreferenceLossOutput]:
-        """The pure loss function with its hyperparameters bound."""
-        fn = {"sigmoid": dpo_loss, "robust": robust_dpo_loss, "ipo": ipo_loss, "hinge": hinge_loss}[self.value]
-        return partial(fn, beta=beta, label_smoothing=label_smoothing) if self.smoothing else partial(fn, beta=beta)
-
-
 class DPO(LightningModule):
-    """Direct Preference Optimisation on pairs, with a choice of loss variant and reference mode.
+    """Pairwise preference optimisation: DPO and every variant in :data:`lit_align.losses.specs.PREFERENCE_LOSSES`.
 
-    Logs ``{train,val}/loss``, ``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``,
-    ``rewards/accuracies``, ``logps/chosen``, ``logps/rejected``, ``kl`` and ``lengths/{chosen,rejected}``.
-    The frozen reference copy and the precomputed cache never enter the HF export; the cache is kept in
-    Lightning checkpoints so a resumed run does not recompute it from trained weights.
+    ``loss_type`` picks a spec, which knows whether it needs a reference, whether it length-normalises, and its
+    NLL term; the values below override the spec's defaults (None keeps them). Logs ``{train,val}/loss``,
+    ``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``, ``rewards/accuracies``, ``logps/chosen``,
+    ``logps/rejected``, ``lengths/{chosen,rejected}``, ``nll`` (with an NLL term) and ``kl`` (with a reference).
     """
 
     def __init__(
         self,
         policy: ModelSpec = ModelSpec(),  # noqa: B008 (frozen dataclass)
-        loss_type: Literal["sigmoid", "robust", "ipo", "hinge"] = "sigmoid",
-        beta: float = 0.1,
-        label_smoothing: float = 0.0,
-        reference: Literal["auto", "copy", "adapter", "precomputed"] = "auto",
-        sft_weight: float = 0.0,
+        loss_type: LossType = "sigmoid",
+        beta: float | None = None,
+        label_smoothing: float | None = None,
+        simpo_gamma: float | None = None,
+        sft_weight: float | None = None,
+        nll_normalization: NLLNormalization | None = None,
+        length_normalized: bool | None = None,
+        reference: ReferenceSpec | ReferenceKind = "auto",
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -71,12 +46,20 @@ class DPO(LightningModule):
 
         Args:
             policy: The model to train and how (full, LoRA, QLoRA); the reference starts as this model.
-            loss_type: ``sigmoid`` (DPO; cDPO with label_smoothing), ``robust`` (robust DPO), ``ipo``, ``hinge``.
-            beta: Inverse temperature of the implicit reward (IPO: regularisation strength).
-            label_smoothing: Assumed preference-flip rate for ``sigmoid`` and ``robust``.
-            reference: ``auto``, ``copy``, ``adapter`` or ``precomputed`` (see :class:`ReferenceMode`).
-            sft_weight: Weight of an added NLL term on the chosen completions, per token (RPO, Pang et al., 2024;
-                arXiv:2404.19733); 0 is plain DPO. It keeps the chosen likelihood from falling.
+            loss_type: ``sigmoid`` (DPO; cDPO with label_smoothing), ``robust``, ``ipo``, ``hinge``, ``rpo``
+                (DPO + NLL), ``simpo``, ``cpo`` (SimPO's form + NLL) or ``orpo``.
+            beta: Inverse temperature of the implicit reward (IPO: regularisation; SimPO: reward scale; ORPO: weight
+                of the odds-ratio term). Default: the spec's (0.1; SimPO/CPO 2.0).
+            label_smoothing: Assumed preference-flip rate (``sigmoid``, ``rpo``: default 0; ``robust``: 0.1).
+            simpo_gamma: Target reward margin of ``simpo`` and ``cpo`` (default 0.5).
+            sft_weight: Weight of an NLL term on the chosen completions (RPO, arXiv:2404.19733); default the spec's
+                (1 for ``rpo``, ``cpo``, ``orpo``; 0 otherwise). It keeps the chosen likelihood from falling.
+            nll_normalization: ``token`` (mean over the batch's chosen tokens, as TRL and the ORPO code) or
+                ``sequence`` (mean of per-sequence means, the RPO paper's form). Default ``token``.
+            length_normalized: Divide log-probs by completion length before the loss; default the spec's (True for
+                ``ipo``, ``simpo``, ``cpo``, ``orpo``). ``ipo`` with False is the summed form.
+            reference: Where reference log-probs come from (:class:`~lit_align.roles.reference.ReferenceSpec`, or
+                just its kind); reference-free losses take none.
             optimizer: Optimizer class and arguments.
             lr_scheduler: Optional scheduler, stepped after every optimizer step.
 
@@ -84,47 +67,49 @@ class DPO(LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
-        self.loss_fn = DPOVariant(loss_type).loss_fn(beta, label_smoothing)
-        self.reference_mode = ReferenceMode(reference).resolve(Finetune(policy.finetune))
+        self.loss = preference_loss_spec(
+            loss_type,
+            beta=beta,
+            label_smoothing=label_smoothing,
+            simpo_gamma=simpo_gamma,
+            sft_weight=sft_weight,
+            nll_normalization=nll_normalization,
+            length_normalized=length_normalized,
+        )
+        self.reference = Reference(reference, finetune=policy.finetune, needed=self.loss.needs_reference)
         self.policy: torch.nn.Module | None = None
-        self.reference: torch.nn.Module | None = None
-        self.ref_cache: dict[str, torch.Tensor] = {}
-        self.strict_loading = False  # checkpoints leave out the frozen reference
+        self.strict_loading = False  # checkpoints leave out an unrefreshed reference
 
     def configure_model(self) -> None:
-        """Build the policy and, in ``copy`` mode, its frozen reference (idempotent)."""
+        """Build the policy and the reference (idempotent)."""
         if self.policy is not None:
             return
-        device = self.trainer.strategy.root_device if self._trainer is not None else None
-        self.policy, self.reference = load_roles(self.policy_spec, self.reference_mode, device)
-
-    def on_fit_start(self) -> None:
-        """In ``precomputed`` mode, score every row with the initial policy once."""
-        if self.reference_mode is ReferenceMode.PRECOMPUTED and not self.ref_cache:
-            self.ref_cache = precompute_reference(self, self.trainer.datamodule.ordered_dataloaders(), None)
+        self.policy = load_policy(self.policy_spec, device=role_device(self))
+        self.reference.build(self.policy, role_device(self))
 
     def forward(self, batch: PairwiseBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Return policy log-probs and completion lengths of every stacked row, each of shape (2B,)."""
-        return policy_logps(self.policy, batch)
+        return stacked_logps(self.policy, batch)
 
     def _shared_step(self, batch: PairwiseBatch, stage: str) -> torch.Tensor:
-        logps, lengths = self(batch)
-        ref_logps = batch_reference_logps(self, batch, stage)
-        pc, pr = logps.chunk(2)
-        rc, rr = ref_logps.chunk(2)
-        out = self.loss_fn(pc, pr, rc, rr)
-        loss = out.losses.mean()
-        if self.hparams.sft_weight:
-            chosen_lengths = lengths.chunk(2)[0]
-            nll = sequence_nll_loss(pc, chosen_lengths, token_normalizer(chosen_lengths.sum()))
-            loss = loss + self.hparams.sft_weight * nll
+        logps, lengths = self(batch)  # (2B,), (2B,)
+        ref_logps = self.reference.logps(batch, stage) if self.loss.needs_reference else None
+        chosen_lengths, rejected_lengths = lengths.chunk(2)
+        refs = ref_logps.chunk(2) if ref_logps is not None else ()
+        normalizer = token_normalizer(chosen_lengths.sum())  # NLL token mean of the global batch
+        out = self.loss(*logps.chunk(2), chosen_lengths, rejected_lengths, *refs, nll_normalizer=normalizer)
         metrics = {
-            "loss": loss,
-            **preference_metrics(out.chosen_rewards, out.rejected_rewards, pc, pr, *lengths.chunk(2)),
+            "loss": out.loss,
+            **preference_metrics(
+                out.chosen_rewards, out.rejected_rewards, *logps.chunk(2), chosen_lengths, rejected_lengths
+            ),
         }
-        metrics["kl"] = sequence_kl(logps, ref_logps)
-        log_metrics(self, metrics, stage, batch_size=len(pc))
-        return loss
+        if out.nll is not None:
+            metrics["nll"] = out.nll
+        if ref_logps is not None:
+            metrics["kl"] = sequence_kl(logps, ref_logps)
+        log_metrics(self, metrics, stage, batch_size=len(chosen_lengths))
+        return out.loss
 
     def training_step(self, batch: PairwiseBatch, batch_idx: int) -> torch.Tensor:
         """One optimisation step on a batch of pairs."""
@@ -142,10 +127,49 @@ class DPO(LightningModule):
         """Optimizer over trainable parameters (never the frozen reference)."""
         return configure_optimizers(self, self.optimizer, self.lr_scheduler)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Drop the frozen reference copy; keep the precomputed cache."""
-        checkpoint_without_reference(checkpoint, self.ref_cache)
+    def configure_callbacks(self) -> list[Callback]:
+        """The reference's part of the run: precompute, scheduled refreshes, what checkpoints keep."""
+        return [ReferenceHooks(self.reference)]
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the precomputed cache."""
-        self.ref_cache = checkpoint.get("ref_cache", {})
+
+class SimPO(DPO):
+    """Alias of ``DPO(loss_type="simpo")`` (``cpo`` with ``sft_weight`` > 0), so older configs keep working."""
+
+    def __init__(
+        self,
+        policy: ModelSpec = ModelSpec(),  # noqa: B008 (frozen dataclass)
+        beta: float = 2.0,
+        simpo_gamma: float = 0.5,
+        sft_weight: float = 0.0,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        gamma: float | None = None,
+    ) -> None:
+        """See :class:`DPO`; ``gamma`` is the deprecated name of ``simpo_gamma``."""
+        simpo_gamma = renamed(simpo_gamma, gamma, old="gamma", new="simpo_gamma", owner="SimPO")
+        loss_type = "cpo" if sft_weight else "simpo"
+        super().__init__(
+            policy,
+            loss_type,
+            beta=beta,
+            simpo_gamma=simpo_gamma,
+            sft_weight=sft_weight,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+        )
+
+
+class ORPO(DPO):
+    """Alias of ``DPO(loss_type="orpo")``, so older configs keep working."""
+
+    def __init__(
+        self,
+        policy: ModelSpec = ModelSpec(),  # noqa: B008 (frozen dataclass)
+        beta: float = 0.1,
+        lam: float | None = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        """See :class:`DPO`; ``lam`` is the deprecated name of ``beta`` (the odds-ratio weight)."""
+        beta = renamed(beta, lam, old="lam", new="beta", owner="ORPO")
+        super().__init__(policy, "orpo", beta=beta, optimizer=optimizer, lr_scheduler=lr_scheduler)

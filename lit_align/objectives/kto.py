@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from lightning import LightningModule
+from lightning import Callback, LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from lit_align.losses.kto import kto_loss
-from lit_align.metrics import log_metrics
-from lit_align.modeling import Finetune, ModelSpec
-from lit_align.objectives.logps import (
-    ReferenceMode,
-    batch_reference_logps,
-    checkpoint_without_reference,
-    load_roles,
-    policy_logps,
-    precompute_reference,
-)
-from lit_align.objectives.optim import configure_optimizers
-from lit_align.ops.logprobs import masked_mean
+from lit_align.losses.kto import kto_loss, kto_reference_point
+from lit_align.metrics import kto_metrics, log_metrics
+from lit_align.objectives.optim import configure_optimizers, role_device
+from lit_align.roles.models import ModelSpec, load_policy
+from lit_align.roles.reference import Reference, ReferenceHooks, ReferenceKind, ReferenceSpec
+from lit_align.roles.scoring import stacked_logps
+from lit_align.runtime.distributed import sum_over_ranks
 from lit_align.types import BinaryBatch
 
 
 class KTO(LightningModule):
-    """KTO with the paper's batch KL reference point; reference modes as in :class:`~lit_align.objectives.DPO`.
+    """KTO with the paper's batch KL reference point z0, reduced over every process's mismatched pairs.
 
     Logs ``{stage}/loss``, ``kl`` (the reference point z0), ``rewards/chosen`` and ``rewards/rejected`` (mean
     implicit reward of the batch's desirable and undesirable rows; 0 when the batch has none),
@@ -38,7 +32,7 @@ class KTO(LightningModule):
         beta: float = 0.1,
         desirable_weight: float = 1.0,
         undesirable_weight: float = 1.0,
-        reference: Literal["auto", "copy", "adapter", "precomputed"] = "auto",
+        reference: ReferenceSpec | ReferenceKind = "auto",
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -50,7 +44,7 @@ class KTO(LightningModule):
             desirable_weight: lambda_D; raise it when desirable rows are rarer (the paper keeps
                 lambda_D n_D / (lambda_U n_U) in [1, 4/3]).
             undesirable_weight: lambda_U.
-            reference: ``auto``, ``copy``, ``adapter`` or ``precomputed``.
+            reference: Where reference log-probs come from (:class:`~lit_align.roles.reference.ReferenceSpec`).
             optimizer: Optimizer class and arguments.
             lr_scheduler: Optional scheduler, stepped after every optimizer step.
 
@@ -58,58 +52,40 @@ class KTO(LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
-        self.reference_mode = ReferenceMode(reference).resolve(Finetune(policy.finetune))
+        self.reference = Reference(reference, finetune=policy.finetune)
         self.policy: torch.nn.Module | None = None
-        self.reference: torch.nn.Module | None = None
-        self.ref_cache: dict[str, torch.Tensor] = {}
-        self.strict_loading = False  # checkpoints leave out the frozen reference
+        self.strict_loading = False  # checkpoints leave out an unrefreshed reference
 
     def configure_model(self) -> None:
-        """Build the policy and, in ``copy`` mode, its frozen reference (idempotent)."""
+        """Build the policy and the reference (idempotent)."""
         if self.policy is not None:
             return
-        device = self.trainer.strategy.root_device if self._trainer is not None else None
-        self.policy, self.reference = load_roles(self.policy_spec, self.reference_mode, device)
-
-    def on_fit_start(self) -> None:
-        """In ``precomputed`` mode, score every row (and its mismatched row) with the initial policy once."""
-        if self.reference_mode is ReferenceMode.PRECOMPUTED and not self.ref_cache:
-            self.ref_cache = precompute_reference(self, self.trainer.datamodule.ordered_dataloaders(), None)
+        self.policy = load_policy(self.policy_spec, device=role_device(self))
+        self.reference.build(self.policy, role_device(self))
 
     def forward(self, batch: BinaryBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Return policy log-probs and completion lengths of every stacked row, each of shape (2B,)."""
-        return policy_logps(self.policy, batch)
+        return stacked_logps(self.policy, batch)
 
     def _shared_step(self, batch: BinaryBatch, stage: str) -> torch.Tensor:
-        logps, _ = self(batch)
-        ref = batch_reference_logps(self, batch, stage)
+        logps, _ = self(batch)  # (2B,): B completions, then the same prompts with mismatched completions
+        ref = self.reference.logps(batch, stage)
         policy_y, policy_kl = logps.chunk(2)
         ref_y, ref_kl = ref.chunk(2)
-        desirable = batch["desirable"]
+        z0 = kto_reference_point(policy_kl, ref_kl, sum_over_processes=sum_over_ranks)  # the global batch's
         hp = self.hparams
         out = kto_loss(
             policy_y,
             ref_y,
-            policy_kl,
-            ref_kl,
-            desirable,
+            z0,
+            batch["desirable"],
             beta=hp.beta,
             desirable_weight=hp.desirable_weight,
             undesirable_weight=hp.undesirable_weight,
         )
         loss = out.losses.mean()
-        chosen, rejected = masked_mean(out.rewards, desirable), masked_mean(out.rewards, ~desirable)
-        metrics = {
-            "loss": loss,
-            "kl": out.kl,
-            "rewards/chosen": chosen,
-            "rewards/rejected": rejected,
-            "rewards/margins": chosen - rejected,
-            "logps/chosen": masked_mean(policy_y.detach(), desirable),
-            "logps/rejected": masked_mean(policy_y.detach(), ~desirable),
-            "fraction_desirable": desirable.float().mean(),
-        }
-        log_metrics(self, metrics, stage, batch_size=len(desirable))
+        metrics = {"loss": loss, **kto_metrics(out.rewards, policy_y, batch["desirable"], out.kl)}
+        log_metrics(self, metrics, stage, batch_size=len(policy_y))
         return loss
 
     def training_step(self, batch: BinaryBatch, batch_idx: int) -> torch.Tensor:
@@ -128,10 +104,6 @@ class KTO(LightningModule):
         """Optimizer over trainable parameters (never the frozen reference)."""
         return configure_optimizers(self, self.optimizer, self.lr_scheduler)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Drop the frozen reference copy; keep the precomputed cache."""
-        checkpoint_without_reference(checkpoint, self.ref_cache)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the precomputed cache."""
-        self.ref_cache = checkpoint.get("ref_cache", {})
+    def configure_callbacks(self) -> list[Callback]:
+        """The reference's part of the run: precompute, scheduled refreshes, what checkpoints keep."""
+        return [ReferenceHooks(self.reference)]

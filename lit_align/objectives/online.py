@@ -1,4 +1,4 @@
-"""What every online objective (GRPO, PPO, online DPO) shares: roles, sampling, scoring, metrics and samples.
+"""What every online objective (GRPO, PPO, online DPO) shares: the sampler, rollout metrics and sample logs.
 
 Shape legend: N completions (B prompts x G), R completion length.
 """
@@ -10,18 +10,19 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
 from lightning import LightningModule
 
 from lit_align.metrics import distinct_n, log_metrics
-from lit_align.modeling import load_tokenizer
-from lit_align.objectives.logps import ReferenceMode, load_roles
 from lit_align.ops.advantages import group_reward_std
 from lit_align.rewards.combine import RewardScores, RewardSet
+from lit_align.roles.models import ModelSpec
+from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.rollout import Rollout, SamplingConfig, generate, repeat_prompts, stop_token_ids
 from lit_align.types import PromptBatch
 
@@ -39,27 +40,57 @@ def as_tensors(values: dict[str, float]) -> dict[str, torch.Tensor]:
     return {k: torch.tensor(v) for k, v in values.items()}
 
 
-def sample(module: LightningModule, batch: PromptBatch, group_size: int, sampling: SamplingConfig) -> tuple:
-    """Sample ``group_size`` completions of every prompt with the module's policy.
+class Samples(NamedTuple):
+    """Completions sampled for a batch of prompts.
 
-    Returns:
-        ``(batch repeated per completion, rollout, completions as the rewards see them)``; completions are text,
-        or one assistant message when the prompts are chat messages.
+    Attributes:
+        batch: The prompt batch with every prompt repeated once per completion (G consecutive rows per prompt).
+        rollout: Token ids and masks of prompts and completions. Shapes: (N, ...)
+        completions: What the rewards see: text, or one assistant message when the prompts are messages (N items).
 
     """
-    grouped = repeat_prompts(batch, group_size)
-    rollout = generate(
-        module.policy, grouped, sampling, pad_token_id=module.tokenizer.pad_token_id, stop_ids=module.stop_ids
-    )
-    return grouped, rollout, decode(module.tokenizer, rollout, grouped["prompts"])
+
+    batch: PromptBatch
+    rollout: Rollout
+    completions: list
 
 
-def decode(tokenizer, rollout: Rollout, prompts: list) -> list:  # noqa: ANN001
-    """Completion text of each row (special tokens dropped), as messages when the prompts are messages."""
-    texts = tokenizer.batch_decode(rollout.completion_ids, skip_special_tokens=True)
-    if prompts and isinstance(prompts[0], list):
-        return [[{"role": "assistant", "content": t}] for t in texts]
-    return texts
+@dataclass
+class Sampler:
+    """Samples completions of prompts with a policy and scores them with the rewards (online objectives' rollout).
+
+    Args:
+        tokenizer: The policy's tokenizer (decodes completions for the rewards).
+        stop_ids: Token ids that end a completion.
+        rewards: The reward functions and weights.
+
+    """
+
+    tokenizer: Any
+    stop_ids: list[int]
+    rewards: RewardSet
+
+    @classmethod
+    def for_policy(cls, policy: torch.nn.Module, spec: ModelSpec, rewards: RewardSet) -> Sampler:
+        """Load the policy's tokenizer and read its stop tokens."""
+        tokenizer = load_tokenizer(spec.name_or_path, trust_remote_code=spec.trust_remote_code)
+        return cls(tokenizer, stop_token_ids(policy, tokenizer), rewards)
+
+    def sample(
+        self, policy: torch.nn.Module, batch: PromptBatch, completions_per_prompt: int, sampling: SamplingConfig
+    ) -> Samples:
+        """Sample ``completions_per_prompt`` completions of every prompt."""
+        grouped = repeat_prompts(batch, completions_per_prompt)
+        rollout = generate(policy, grouped, sampling, pad_token_id=self.tokenizer.pad_token_id, stop_ids=self.stop_ids)
+        texts = self.tokenizer.batch_decode(rollout.completion_ids, skip_special_tokens=True)
+        prompts = grouped["prompts"]
+        if prompts and isinstance(prompts[0], list):
+            texts = [[{"role": "assistant", "content": t}] for t in texts]
+        return Samples(grouped, rollout, texts)
+
+    def score(self, samples: Samples) -> RewardScores:
+        """Score every completion with the rewards (None / NaN where a reward could not score it)."""
+        return self.rewards(samples.batch["prompts"], samples.completions, samples.batch["columns"])
 
 
 def reward_metrics(scores: RewardScores, group_size: int) -> dict[str, torch.Tensor]:
@@ -128,11 +159,17 @@ def log_rollout(
     log_length_extremes(module, rollout, stage)
 
 
-def validation_rollout(module: LightningModule, batch: PromptBatch, stage: str, sampling: SamplingConfig) -> None:
+def validation_rollout(
+    module: LightningModule,
+    policy: torch.nn.Module,
+    sampler: Sampler,
+    batch: PromptBatch,
+    stage: str,
+    sampling: SamplingConfig,
+) -> None:
     """Score one completion per held-out prompt (greedy by default) and log ``{stage}/reward`` and the rest."""
-    grouped, rollout, completions = sample(module, batch, 1, sampling)
-    scores = module.reward_set(grouped["prompts"], completions, grouped["columns"])
-    log_rollout(module, stage, rollout, scores, 1, {})
+    samples = sampler.sample(policy, batch, 1, sampling)
+    log_rollout(module, stage, samples.rollout, sampler.score(samples), 1, {})
 
 
 def write_samples(module: LightningModule, prompts: list, completions: list, scores: RewardScores, count: int) -> None:
@@ -167,19 +204,3 @@ def write_samples(module: LightningModule, prompts: list, completions: list, sco
 
 def _value(x: torch.Tensor) -> float | None:
     return None if math.isnan(x.item()) else x.item()
-
-
-def build_online_roles(module: LightningModule, mode: ReferenceMode) -> torch.device | None:
-    """Build the rewards, policy, reference (a copy in ``copy`` mode only), tokenizer and stop tokens of a module.
-
-    Returns the device the roles are built for (None outside a Trainer). The rewards come first, so a reward that
-    cannot be imported fails before any model is loaded.
-    """
-    hp = module.hparams
-    module.reward_set = RewardSet(hp.rewards, hp.on_reward_error, key="model.init_args.rewards")
-    device = module.trainer.strategy.root_device if module._trainer is not None else None
-    module.policy, module.reference = load_roles(module.policy_spec, mode, device)
-    spec = module.policy_spec
-    module.tokenizer = load_tokenizer(spec.name_or_path, trust_remote_code=spec.trust_remote_code)
-    module.stop_ids = stop_token_ids(module.policy, module.tokenizer)
-    return device

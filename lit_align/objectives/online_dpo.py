@@ -2,62 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from lightning import LightningModule
+from lightning import Callback, LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from lit_align.errors import LitAlignError
+from lit_align.losses.specs import LossType, preference_loss_spec
 from lit_align.metrics import log_metrics, preference_metrics, sequence_kl
-from lit_align.modeling import Finetune, ModelSpec, reference_mode
-from lit_align.objectives.dpo import DPOVariant
-from lit_align.objectives.logps import ReferenceMode, checkpoint_without_reference
-from lit_align.objectives.online import (
-    as_tensors,
-    build_online_roles,
-    log_rollout,
-    sample,
-    timed,
-    validation_rollout,
-    write_samples,
-)
-from lit_align.objectives.optim import configure_optimizers
-from lit_align.rewards.combine import OnRewardError, RewardSpec
+from lit_align.objectives.names import renamed
+from lit_align.objectives.online import Sampler, as_tensors, log_rollout, timed, validation_rollout, write_samples
+from lit_align.objectives.optim import configure_optimizers, manual_step, role_device
+from lit_align.ops.pairs import best_and_worst
+from lit_align.rewards.combine import OnRewardError, RewardSet, RewardSpec
+from lit_align.roles.models import ModelSpec, load_policy
+from lit_align.roles.reference import Reference, ReferenceHooks, ReferenceKind, ReferenceSpec
 from lit_align.rollout import Rollout, SamplingConfig, completion_logps
+from lit_align.runtime.distributed import token_normalizer
 from lit_align.types import PromptBatch
 
 ARITHMETIC = RewardSpec("lit_align.rewards.arithmetic_answer")
 
 
-def best_and_worst(rewards: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row indices of the highest- and lowest-scored completion of each prompt whose scores differ.
-
-    Args:
-        rewards: Reward per completion, NaN when unknown; the G completions of a prompt are consecutive. Shape: (N,)
-        group_size: Completions per prompt (G).
-
-    Returns:
-        ``(chosen, rejected)`` row indices into the N completions, one pair per usable prompt. Shapes: (M,), (M,)
-
-    """
-    grouped = rewards.view(-1, group_size)  # (B, G)
-    high = grouped.nan_to_num(-torch.inf).argmax(-1)
-    low = grouped.nan_to_num(torch.inf).argmin(-1)
-    best = grouped.gather(-1, high.unsqueeze(-1)).squeeze(-1)
-    worst = grouped.gather(-1, low.unsqueeze(-1)).squeeze(-1)
-    usable = (best > worst) & ~best.isnan() & ~worst.isnan()
-    offsets = torch.arange(grouped.shape[0], device=rewards.device) * group_size
-    return (offsets + high)[usable], (offsets + low)[usable]
-
-
 class OnlineDPO(LightningModule):
     """Online DPO (Guo et al., 2024; arXiv:2402.04792) and iterative DPO (Xu et al., 2023; arXiv:2312.16682).
 
-    Each step samples ``num_samples`` completions per prompt from the current policy, scores them with the rewards
-    (functions or a reward model), pairs the best with the worst completion of each prompt (prompts whose samples
-    all score alike give no pair) and takes one DPO step on those pairs. With ``regenerate_every: N`` the pairs are
-    generated every N steps from that step's prompts and the steps in between train on them again (iterative,
-    off-policy rounds); 1 is fully online.
+    Each step samples ``completions_per_prompt`` completions per prompt from the current policy, scores them with the
+    rewards (functions or a reward model), pairs the best with the worst completion of each prompt (prompts whose
+    samples all score alike give no pair) and takes one step of the preference loss on those pairs.
+    With ``regenerate_every: N`` the pairs are generated every N steps from that step's prompts and the steps in
+    between train on them again (iterative, off-policy rounds); 1 is fully online.
     """
 
     def __init__(
@@ -65,19 +40,20 @@ class OnlineDPO(LightningModule):
         policy: ModelSpec = ModelSpec(),  # noqa: B008 (frozen dataclass)
         rewards: list[RewardSpec] = [ARITHMETIC],  # noqa: B006 (read only)
         on_reward_error: OnRewardError = "raise",
-        num_samples: int = 4,
+        completions_per_prompt: int = 4,
         sampling: SamplingConfig = SamplingConfig(),  # noqa: B008
         eval_sampling: SamplingConfig = SamplingConfig(temperature=0.0),  # noqa: B008
-        loss_type: Literal["sigmoid", "robust", "ipo", "hinge"] = "sigmoid",
-        beta: float = 0.1,
-        label_smoothing: float = 0.0,
-        reference: Literal["auto", "copy", "adapter"] = "auto",
+        loss_type: LossType = "sigmoid",
+        beta: float | None = None,
+        label_smoothing: float | None = None,
+        reference: ReferenceSpec | ReferenceKind = "auto",
         regenerate_every: int = 1,
         max_grad_norm: float | None = 1.0,
         log_samples_every_n_steps: int = 50,
         num_samples_to_log: int = 4,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
+        num_samples: int | None = None,
     ) -> None:
         """Configure the objective.
 
@@ -85,63 +61,73 @@ class OnlineDPO(LightningModule):
             policy: The model to train and how (full, LoRA, QLoRA); the reference starts as this model.
             rewards: Reward functions (or a reward model) that rank the samples.
             on_reward_error: ``raise`` stops at a reward that raises; ``none`` scores that sample None and counts it.
-            num_samples: Completions sampled per prompt (at least 2).
+            completions_per_prompt: Completions sampled per prompt (at least 2).
             sampling: Temperature, top-p, max new tokens and truncation masking for training rollouts.
             eval_sampling: Sampling for validation (greedy by default).
-            loss_type: DPO variant: ``sigmoid``, ``robust``, ``ipo`` or ``hinge``.
-            beta: Inverse temperature of the implicit reward.
-            label_smoothing: Preference-flip rate for ``sigmoid`` and ``robust``.
-            reference: ``auto``, ``copy`` (frozen copy) or ``adapter`` (LoRA/QLoRA: adapter disabled).
+            loss_type: A preference loss of :data:`lit_align.losses.specs.PREFERENCE_LOSSES` (as in :class:`DPO`).
+            beta: The loss's beta; None keeps the spec's default.
+            label_smoothing: Preference-flip rate for ``sigmoid``, ``rpo`` and ``robust``; None keeps the default.
+            reference: Where reference log-probs come from (:class:`~lit_align.roles.reference.ReferenceSpec`).
             regenerate_every: Generate new pairs every this many steps (1 = online DPO).
             max_grad_norm: Clip the gradient norm before each step; None disables it.
             log_samples_every_n_steps: Write sample prompts, completions and rewards to ``samples.jsonl`` this often.
             num_samples_to_log: How many samples each time.
             optimizer: Optimizer class and arguments.
             lr_scheduler: Optional scheduler, stepped after every optimizer step.
+            num_samples: Deprecated name of ``completions_per_prompt``.
 
         """
         super().__init__()
-        if num_samples < 2:
-            raise ValueError(f"num_samples must be at least 2 to form pairs, got {num_samples}")
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        completions_per_prompt = renamed(
+            completions_per_prompt, num_samples, old="num_samples", new="completions_per_prompt", owner="OnlineDPO"
+        )
+        if completions_per_prompt < 2:
+            raise LitAlignError(
+                "model.init_args.completions_per_prompt: at least 2 are needed to form pairs, "
+                f"got {completions_per_prompt}"
+            )
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "num_samples"])
         self.automatic_optimization = False
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
         self.sampling, self.eval_sampling = sampling, eval_sampling  # hparams holds them as plain dicts
-        self.loss_fn = DPOVariant(loss_type).loss_fn(beta, label_smoothing)
-        self.reference_mode = ReferenceMode(reference).resolve(Finetune(policy.finetune))
+        self.loss = preference_loss_spec(loss_type, beta=beta, label_smoothing=label_smoothing)
+        self.reference = Reference(reference, finetune=policy.finetune, needed=self.loss.needs_reference)
         self.policy: torch.nn.Module | None = None
-        self.reference: torch.nn.Module | None = None
+        self.sampler: Sampler | None = None  # built in configure_model, so a bad reward is a one-line error
         self.pairs: Rollout | None = None
-        self.reward_set = None  # built in configure_model, so a bad reward is a one-line error, not a dump
-        self.strict_loading = False  # checkpoints leave out the frozen reference
+        self.strict_loading = False  # checkpoints leave out an unrefreshed reference
 
     def configure_model(self) -> None:
-        """Build the policy, its tokenizer and, under full fine-tuning, the frozen reference copy."""
+        """Build the rewards first (a bad one fails before any model loads), the policy, reference and sampler."""
         if self.policy is not None:
             return
-        build_online_roles(self, self.reference_mode)
+        rewards = RewardSet(self.hparams.rewards, self.hparams.on_reward_error, key="model.init_args.rewards")
+        self.policy = load_policy(self.policy_spec, device=role_device(self))
+        self.reference.build(self.policy, role_device(self))
+        self.sampler = Sampler.for_policy(self.policy, self.policy_spec, rewards)
 
     def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
         """(Every ``regenerate_every`` steps) sample -> rank -> pair; then one DPO step on the pairs."""
         hp, timings, extra = self.hparams, {}, {}
         if batch_idx % hp.regenerate_every == 0:  # the same decision on every rank (generation is collective)
             with timed(timings, "timing/generation"):
-                grouped, rollout, completions = sample(self, batch, hp.num_samples, self.sampling)
+                samples = self.sampler.sample(self.policy, batch, hp.completions_per_prompt, self.sampling)
             with timed(timings, "timing/scoring"):
-                scores = self.reward_set(grouped["prompts"], completions, grouped["columns"])
-                total = scores.total.clone()
+                scores = self.sampler.score(samples)
+                rollout, total = samples.rollout, scores.total.clone()
                 total[~rollout.completion_mask.any(-1).cpu()] = float("nan")  # masked (truncated): no pair
-                chosen, rejected = best_and_worst(total, hp.num_samples)
+                chosen, rejected = best_and_worst(total, hp.completions_per_prompt)
                 rows = torch.cat([chosen, rejected]).to(rollout.input_ids.device)
                 self.pairs = Rollout(*(t[rows] for t in rollout)) if len(chosen) else None
             extra["pairs_per_prompt"] = torch.tensor(len(chosen) / len(batch["prompts"]))
-            log_rollout(self, "train", rollout, scores, hp.num_samples, extra)
+            log_rollout(self, "train", rollout, scores, hp.completions_per_prompt, extra)
             if hp.log_samples_every_n_steps and batch_idx % hp.log_samples_every_n_steps == 0:
-                write_samples(self, grouped["prompts"], completions, scores, hp.num_samples_to_log)
+                write_samples(self, samples.batch["prompts"], samples.completions, scores, hp.num_samples_to_log)
         if self.pairs is None:
             # Every prompt's samples scored alike: nothing to learn, but under DDP every rank must still take part
             # in the gradient all-reduce, so step on a zero loss.
-            self._optimizer_step(sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0)
+            zero = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+            manual_step(self, zero, hp.max_grad_norm)
             return
         with timed(timings, "timing/update"):
             metrics = self._dpo_step(self.pairs)
@@ -150,38 +136,35 @@ class OnlineDPO(LightningModule):
     def _dpo_step(self, pairs: Rollout) -> dict[str, torch.Tensor]:
         mask = pairs.completion_mask
         logps = (completion_logps(self.policy, pairs).token_logps * mask).sum(-1)  # (2M,)
-        with reference_mode(self.policy, self.reference) as ref:
-            ref_logps = (completion_logps(ref, pairs).token_logps * mask).sum(-1)
+        lengths = mask.sum(-1)  # (2M,)
+        chosen_lengths, rejected_lengths = lengths.chunk(2)
+        refs: tuple = ()
+        if self.loss.needs_reference:
+            with self.reference.use() as ref:
+                ref_logps = (completion_logps(ref, pairs).token_logps * mask).sum(-1)
+            refs = ref_logps.chunk(2)
+        normalizer = token_normalizer(chosen_lengths.sum())
+        out = self.loss(*logps.chunk(2), chosen_lengths, rejected_lengths, *refs, nll_normalizer=normalizer)
+        manual_step(self, out.loss, self.hparams.max_grad_norm)
         pc, pr = logps.chunk(2)
-        out = self.loss_fn(pc, pr, *ref_logps.chunk(2))
-        loss = out.losses.mean()
-        self._optimizer_step(loss)
-        lengths = mask.sum(-1)
-        metrics = preference_metrics(out.chosen_rewards, out.rejected_rewards, pc, pr, *lengths.chunk(2))
-        return {"loss": loss.detach(), **metrics, "kl": sequence_kl(logps, ref_logps)}
-
-    def _optimizer_step(self, loss: torch.Tensor) -> None:
-        opt, sched = self.optimizers(), self.lr_schedulers()
-        opt.zero_grad()
-        self.manual_backward(loss)
-        if self.hparams.max_grad_norm:
-            self.clip_gradients(opt, gradient_clip_val=self.hparams.max_grad_norm, gradient_clip_algorithm="norm")
-        opt.step()
-        if sched is not None:
-            sched.step()
+        metrics = preference_metrics(out.chosen_rewards, out.rejected_rewards, pc, pr, chosen_lengths, rejected_lengths)
+        metrics["loss"] = out.loss.detach()
+        if refs:
+            metrics["kl"] = sequence_kl(logps, torch.cat(refs))
+        return metrics
 
     def validation_step(self, batch: PromptBatch, batch_idx: int) -> None:
         """Greedy completions of held-out prompts: ``val/reward`` and the completion metrics."""
-        validation_rollout(self, batch, "val", self.eval_sampling)
+        validation_rollout(self, self.policy, self.sampler, batch, "val", self.eval_sampling)
 
     def test_step(self, batch: PromptBatch, batch_idx: int) -> None:
         """The same on the test split."""
-        validation_rollout(self, batch, "test", self.eval_sampling)
+        validation_rollout(self, self.policy, self.sampler, batch, "test", self.eval_sampling)
 
     def configure_optimizers(self) -> Any:
         """Optimizer over trainable parameters (never the frozen reference)."""
         return configure_optimizers(self, self.optimizer, self.lr_scheduler)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Drop the frozen reference copy."""
-        checkpoint_without_reference(checkpoint)
+    def configure_callbacks(self) -> list[Callback]:
+        """The reference's part of the run: precompute, scheduled refreshes, what checkpoints keep."""
+        return [ReferenceHooks(self.reference)]

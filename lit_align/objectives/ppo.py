@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from lightning import LightningModule
+from lightning import Callback, LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from lit_align.distributed import mean_over_ranks, world_size
 from lit_align.losses.policy_gradient import clipped_policy_loss, clipped_value_loss
 from lit_align.metrics import explained_variance
-from lit_align.modeling import Finetune, ModelSpec, load_policy, reference_mode
-from lit_align.objectives.logps import ReferenceMode, checkpoint_without_reference
-from lit_align.objectives.online import (
-    as_tensors,
-    build_online_roles,
-    log_rollout,
-    sample,
-    timed,
-    validation_rollout,
-    write_samples,
-)
-from lit_align.objectives.optim import configure_optimizers
-from lit_align.ops.advantages import adaptive_kl_coef, gae, kl_estimate, whiten
-from lit_align.rewards.combine import OnRewardError, RewardSpec
+from lit_align.objectives.names import renamed
+from lit_align.objectives.online import Sampler, as_tensors, log_rollout, timed, validation_rollout, write_samples
+from lit_align.objectives.optim import configure_optimizers, manual_step, role_device
+from lit_align.ops.advantages import adaptive_kl_coef, gae, whiten
+from lit_align.ops.kl import kl_shaped_rewards
+from lit_align.ops.logprobs import masked_mean
+from lit_align.rewards.combine import OnRewardError, RewardSet, RewardSpec
+from lit_align.roles.models import ModelSpec, load_policy
+from lit_align.roles.reference import Reference, ReferenceHooks, ReferenceKind, ReferenceSpec
 from lit_align.rollout import Rollout, SamplingConfig, ValueHead, completion_logps
+from lit_align.runtime.distributed import mean_over_ranks, world_size
 from lit_align.types import PromptBatch
 
 REWARD_MODEL = RewardSpec("lit_align.rewards.RewardModelScorer", kwargs={"path": "runs/rm/hf_model"})
@@ -48,15 +43,15 @@ class PPO(LightningModule):
         value_model: ModelSpec | None = None,
         rewards: list[RewardSpec] = [REWARD_MODEL],  # noqa: B006 (read only)
         on_reward_error: OnRewardError = "raise",
-        samples_per_prompt: int = 1,
+        completions_per_prompt: int = 1,
         sampling: SamplingConfig = SamplingConfig(),  # noqa: B008
         eval_sampling: SamplingConfig = SamplingConfig(temperature=0.0),  # noqa: B008
-        reference: Literal["auto", "copy", "adapter"] = "auto",
+        reference: ReferenceSpec | ReferenceKind = "auto",
         kl_coef: float = 0.05,
         target_kl: float | None = None,
         kl_horizon: int = 10_000,
         gamma: float = 1.0,
-        lam: float = 0.95,
+        gae_lambda: float = 0.95,
         epsilon: float = 0.2,
         value_clip: float = 0.2,
         vf_coef: float = 0.1,
@@ -68,6 +63,8 @@ class PPO(LightningModule):
         num_samples_to_log: int = 4,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
+        samples_per_prompt: int | None = None,
+        lam: float | None = None,
     ) -> None:
         """Configure the objective.
 
@@ -76,15 +73,15 @@ class PPO(LightningModule):
             value_model: A separate critic backbone (a head is added); None puts the value head on the policy.
             rewards: Reward functions and weights; by default the reward model written by ``recipes/rm.yaml``.
             on_reward_error: ``raise`` stops at a reward that raises; ``none`` scores that sample None and counts it.
-            samples_per_prompt: Completions sampled per prompt.
+            completions_per_prompt: Completions sampled per prompt.
             sampling: Temperature, top-p, max new tokens and truncation masking for training rollouts.
             eval_sampling: Sampling for validation (greedy by default).
-            reference: ``auto``, ``copy`` (frozen copy) or ``adapter`` (LoRA/QLoRA: adapter disabled).
+            reference: Where reference log-probs come from (:class:`~lit_align.roles.reference.ReferenceSpec`).
             kl_coef: Weight of the per-token KL penalty folded into the rewards (initial value when adaptive).
             target_kl: Adapt ``kl_coef`` toward this KL per completion; None keeps it fixed.
             kl_horizon: Horizon of the adaptive controller, in completions.
             gamma: Discount factor of GAE.
-            lam: Lambda of GAE.
+            gae_lambda: Lambda of GAE.
             epsilon: Clip range of the policy ratio.
             value_clip: Clip range of the value update.
             vf_coef: Weight of the value loss.
@@ -96,28 +93,42 @@ class PPO(LightningModule):
             num_samples_to_log: How many samples each time.
             optimizer: Optimizer class and arguments (policy, value head and value model together).
             lr_scheduler: Optional scheduler, stepped after every optimizer step.
+            samples_per_prompt: Deprecated name of ``completions_per_prompt``.
+            lam: Deprecated name of ``gae_lambda``.
 
         """
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        completions_per_prompt = renamed(
+            completions_per_prompt,
+            samples_per_prompt,
+            old="samples_per_prompt",
+            new="completions_per_prompt",
+            owner="PPO",
+        )
+        gae_lambda = renamed(gae_lambda, lam, old="lam", new="gae_lambda", owner="PPO")
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "samples_per_prompt", "lam"])
+        self.hparams.update(completions_per_prompt=completions_per_prompt, gae_lambda=gae_lambda)
         self.automatic_optimization = False
         self.policy_spec, self.value_spec = policy, value_model
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.sampling, self.eval_sampling = sampling, eval_sampling  # hparams holds them as plain dicts
-        self.reference_mode = ReferenceMode(reference).resolve(Finetune(policy.finetune))
+        self.reference = Reference(reference, finetune=policy.finetune)
         self.policy: torch.nn.Module | None = None
-        self.reference: torch.nn.Module | None = None
+        self.sampler: Sampler | None = None  # built in configure_model, so a bad reward is a one-line error
         self.value_backbone: torch.nn.Module | None = None
         self.value_head: ValueHead | None = None
         self.kl_coef = kl_coef
-        self.reward_set = None  # built in configure_model, so a bad reward is a one-line error, not a dump
-        self.strict_loading = False  # checkpoints leave out the frozen reference
+        self.strict_loading = False  # checkpoints leave out an unrefreshed reference
 
     def configure_model(self) -> None:
         """Build policy, reference (copy or adapter-disabled), value head and the optional value model."""
         if self.policy is not None:
             return
-        device = build_online_roles(self, self.reference_mode)
+        device = role_device(self)
+        rewards = RewardSet(self.hparams.rewards, self.hparams.on_reward_error, key="model.init_args.rewards")
+        self.policy = load_policy(self.policy_spec, device=device)
+        self.reference.build(self.policy, device)
+        self.sampler = Sampler.for_policy(self.policy, self.policy_spec, rewards)
         if self.value_spec is not None:
             self.value_backbone = load_policy(self.value_spec, device=device)
         critic = self.value_backbone or self.policy
@@ -139,22 +150,20 @@ class PPO(LightningModule):
         """Rollout -> scores -> KL-shaped rewards -> GAE -> ``ppo_epochs`` passes of minibatch updates."""
         hp, timings = self.hparams, {}
         with timed(timings, "timing/generation"):
-            grouped, rollout, completions = sample(self, batch, hp.samples_per_prompt, self.sampling)
+            samples = self.sampler.sample(self.policy, batch, hp.completions_per_prompt, self.sampling)
         with timed(timings, "timing/scoring"):
-            scores = self.reward_set(grouped["prompts"], completions, grouped["columns"])
-            score = scores.total.to(self.device)
-            known = ~score.isnan()
+            scores = self.sampler.score(samples)
+            score = scores.total.to(self.device)  # (N,)
+            known = ~score.isnan()  # unknown scores are left out of the update
+            rollout = samples.rollout
             rollout = rollout._replace(completion_mask=rollout.completion_mask & known.unsqueeze(-1))
             with torch.no_grad():
                 old_logps, old_values, _ = self._scores(rollout)
-                with reference_mode(self.policy, self.reference) as ref:
+                with self.reference.use() as ref:
                     ref_logps = completion_logps(ref, rollout, temperature=self.sampling.temperature).token_logps
             mask = rollout.completion_mask
-            kl = kl_estimate(old_logps, ref_logps, "k1") * mask  # (N, R)
-            token_rewards = -self.kl_coef * kl
-            last = (mask.long().cumsum(-1) == mask.sum(-1, keepdim=True)) & mask  # the last counted token
-            token_rewards = token_rewards + last * score.nan_to_num(0.0).unsqueeze(-1)
-            advantages, returns = gae(token_rewards, old_values, mask, gamma=hp.gamma, lam=hp.lam)
+            token_rewards, kl = kl_shaped_rewards(score, old_logps, ref_logps, mask, kl_coef=self.kl_coef)
+            advantages, returns = gae(token_rewards, old_values, mask, gamma=hp.gamma, lam=hp.gae_lambda)
             if hp.whiten_advantages:
                 advantages = whiten(advantages, mask)
         with timed(timings, "timing/update"):
@@ -170,13 +179,12 @@ class PPO(LightningModule):
                 horizon=hp.kl_horizon,
                 n_steps=len(score) * world_size(),
             )
-        log_rollout(self, "train", rollout, scores, hp.samples_per_prompt, {**stats, **as_tensors(timings)})
+        log_rollout(self, "train", rollout, scores, hp.completions_per_prompt, {**stats, **as_tensors(timings)})
         if hp.log_samples_every_n_steps and batch_idx % hp.log_samples_every_n_steps == 0:
-            write_samples(self, grouped["prompts"], completions, scores, hp.num_samples_to_log)
+            write_samples(self, samples.batch["prompts"], samples.completions, scores, hp.num_samples_to_log)
 
     def _update(self, rollout: Rollout, old_logps, old_values, advantages, returns) -> dict[str, torch.Tensor]:  # noqa: ANN001
         hp = self.hparams
-        opt, sched = self.optimizers(), self.lr_schedulers()
         n = rollout.input_ids.shape[0]
         size = hp.mini_batch_size or n
         history: dict[str, list[torch.Tensor]] = {}
@@ -192,20 +200,14 @@ class PPO(LightningModule):
                 )
                 value = clipped_value_loss(values, old_values[rows], returns[rows], mask, clip=hp.value_clip)
                 loss = policy.loss + hp.vf_coef * value.loss
-                opt.zero_grad()
-                self.manual_backward(loss)
-                if hp.max_grad_norm:
-                    self.clip_gradients(opt, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm")
-                opt.step()
-                if sched is not None:
-                    sched.step()
+                manual_step(self, loss, hp.max_grad_norm)
                 step = {
                     "loss": loss.detach(),
                     "loss/policy": policy.loss.detach(),
                     "loss/value": value.loss.detach(),
                     "value/clip_frac": value.clip_frac,
                     "clip_ratio/region_mean": policy.low_clip + policy.high_clip,
-                    "entropy": (entropy * mask).sum() / mask.sum().clamp(min=1),
+                    "entropy": masked_mean(entropy, mask),
                 }
                 for k, v in step.items():
                     history.setdefault(k, []).append(v)
@@ -213,19 +215,22 @@ class PPO(LightningModule):
 
     def validation_step(self, batch: PromptBatch, batch_idx: int) -> None:
         """Greedy completions of held-out prompts: ``val/reward`` and the completion metrics."""
-        validation_rollout(self, batch, "val", self.eval_sampling)
+        validation_rollout(self, self.policy, self.sampler, batch, "val", self.eval_sampling)
 
     def test_step(self, batch: PromptBatch, batch_idx: int) -> None:
         """The same on the test split."""
-        validation_rollout(self, batch, "test", self.eval_sampling)
+        validation_rollout(self, self.policy, self.sampler, batch, "test", self.eval_sampling)
 
     def configure_optimizers(self) -> Any:
         """One optimizer over the policy, the value head and the value model (never the frozen reference)."""
         return configure_optimizers(self, self.optimizer, self.lr_scheduler)
 
+    def configure_callbacks(self) -> list[Callback]:
+        """The reference's part of the run: precompute, scheduled refreshes, what checkpoints keep."""
+        return [ReferenceHooks(self.reference)]
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Drop the frozen reference copy; keep the adaptive KL coefficient."""
-        checkpoint_without_reference(checkpoint)
+        """Keep the adaptive KL coefficient."""
         checkpoint["kl_coef"] = self.kl_coef
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -8,13 +8,13 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from lit_align.distributed import token_normalizer
-from lit_align.losses.reward import bradley_terry_loss
+from lit_align.losses.reward import bradley_terry_loss, center_penalty
 from lit_align.losses.sft import sequence_nll_loss
-from lit_align.metrics import log_metrics
-from lit_align.modeling import ModelSpec, frozen_lm_head, load_policy
-from lit_align.objectives.optim import configure_optimizers
+from lit_align.metrics import log_metrics, reward_model_metrics
+from lit_align.objectives.optim import configure_optimizers, role_device
 from lit_align.ops.logprobs import sequence_logps
+from lit_align.roles.models import ModelSpec, frozen_lm_head, load_policy
+from lit_align.runtime.distributed import token_normalizer
 from lit_align.types import PairwiseBatch
 
 
@@ -67,9 +67,8 @@ class RewardModel(LightningModule):
     def configure_model(self) -> None:
         """Build the backbone with its scalar head (idempotent)."""
         if self.policy is None:
-            device = self.trainer.strategy.root_device if self._trainer is not None else None
             self.policy = load_policy(
-                self.policy_spec, device=device, head="reward", expand_layers=self.hparams.expand_layers
+                self.policy_spec, device=role_device(self), head="reward", expand_layers=self.hparams.expand_layers
             )
             if self.hparams.sft_weight:
                 self.lm_head = frozen_lm_head(self.policy_spec, self.policy)
@@ -89,7 +88,7 @@ class RewardModel(LightningModule):
         chosen, rejected = out.logits.squeeze(-1).float().chunk(2)  # (B,), (B,)
         loss = bradley_terry_loss(chosen, rejected).mean()
         if self.hparams.center_rewards_coefficient:
-            loss = loss + self.hparams.center_rewards_coefficient * ((chosen + rejected) ** 2).mean()
+            loss = loss + self.hparams.center_rewards_coefficient * center_penalty(chosen, rejected)
         nll = None
         if regularise:
             hidden = out.hidden_states[-1].chunk(2)[0]  # (B, T, D) chosen rows, after the final norm
@@ -97,13 +96,7 @@ class RewardModel(LightningModule):
             logps, lengths = sequence_logps(lm_logits, batch["labels"].chunk(2)[0])  # (B,), (B,)
             nll = sequence_nll_loss(logps, lengths, token_normalizer(lengths.sum()))
             loss = loss + self.hparams.sft_weight * nll
-        metrics = {
-            "loss": loss,
-            "accuracy": (chosen > rejected).float().mean(),
-            "margin": (chosen - rejected).detach().mean(),
-            "rewards/chosen": chosen.detach().mean(),
-            "rewards/rejected": rejected.detach().mean(),
-        }
+        metrics = {"loss": loss, **reward_model_metrics(chosen, rejected)}
         if nll is not None:
             metrics["nll"] = nll.detach()
         log_metrics(self, metrics, stage, batch_size=len(chosen))

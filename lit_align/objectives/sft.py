@@ -8,12 +8,12 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from lit_align.distributed import sum_over_ranks, token_normalizer
 from lit_align.losses.sft import sft_loss
 from lit_align.metrics import log_metrics, token_accuracy
-from lit_align.modeling import ModelSpec, load_policy
-from lit_align.objectives.optim import configure_optimizers
+from lit_align.objectives.optim import configure_optimizers, role_device
 from lit_align.ops.logprobs import shift_labels, token_logps
+from lit_align.roles.models import ModelSpec, load_policy
+from lit_align.runtime.distributed import sum_over_ranks, token_normalizer
 from lit_align.types import SFTBatch
 
 
@@ -48,10 +48,7 @@ class SFT(LightningModule):
     def configure_model(self) -> None:
         """Build the policy once (idempotent, so strategies may call it again)."""
         if self.policy is None:
-            self.policy = load_policy(self.policy_spec, device=self._target_device())
-
-    def _target_device(self) -> torch.device | None:
-        return self.trainer.strategy.root_device if self._trainer is not None else None
+            self.policy = load_policy(self.policy_spec, device=role_device(self))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Return next-token logits of shape (B, T, V)."""

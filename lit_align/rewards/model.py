@@ -7,7 +7,8 @@ from transformers import AutoModelForSequenceClassification
 
 from lit_align.data.templates import tokenize_prompt_completion
 from lit_align.data.validation import Messages
-from lit_align.modeling import load_tokenizer, resolve_model_path
+from lit_align.roles.paths import resolve_model_path
+from lit_align.roles.tokenizer import load_tokenizer
 
 
 class RewardModelScorer:

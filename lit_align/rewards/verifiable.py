@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lit_align.data.arithmetic import is_correct
 from lit_align.rewards.text import completion_text
+from lit_align.tasks.arithmetic import is_correct
 
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 

@@ -28,6 +28,30 @@ def test_rows_carry_label_and_a_mismatched_completion(tmp_path, tiny_tokenizer):
     assert kl_row == list(items[0]["kl_completion_ids"])
 
 
+def test_mismatched_completions_come_from_another_prompt(tmp_path):
+    """Unpaired pairs give two rows per prompt; no row may take its KL completion from its own prompt."""
+    rows = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(6)]
+    dm = _module(tmp_path, rows, unpair=True, batch_size=4)
+    dm.setup("fit")
+    items = dm.rows["train"]
+    by_completion = {tuple(r["completion_ids"]): tuple(r["prompt_ids"]) for r in items}
+    assert len(items) == 12
+    for item in items:
+        assert by_completion[tuple(item["kl_completion_ids"])] != tuple(item["prompt_ids"])
+
+
+def test_mismatched_partners_by_hand():
+    import random
+
+    from lit_align.data.binary import mismatched_partners
+
+    keys = ["a", "a", "a", "b", "c", "c"]  # the largest prompt holds 3 of 6 rows: still possible
+    for seed in range(20):
+        partner = mismatched_partners(keys, random.Random(seed))
+        assert sorted(partner) == list(range(6)) and all(keys[i] != keys[j] for i, j in enumerate(partner))
+    assert mismatched_partners(["a"], random.Random(0)) == [0]
+
+
 def test_unpair_turns_each_pair_into_two_labelled_rows(tmp_path, tiny_tokenizer):
     dm = _module(tmp_path, [{"prompt": "q", "chosen": "good", "rejected": "bad"}], unpair=True)
     dm.setup("fit")

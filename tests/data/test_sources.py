@@ -3,9 +3,9 @@ import csv
 import datasets
 import pytest
 
-from lit_align.data.arithmetic import Shape
 from lit_align.data.sources import DataSource, load_splits
 from lit_align.errors import DataError
+from lit_align.types import Shape
 from tests.helpers import write_jsonl
 
 ROWS = [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(10)]

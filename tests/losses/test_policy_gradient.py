@@ -44,7 +44,7 @@ def test_kl_term_and_gradient_sign():
     logps = OLD.clone().requires_grad_(True)
     ref = OLD - 0.5  # log pi/ref = 0.5 at every token: k3 = exp(-0.5) - 1 + 0.5
     adv = torch.tensor([1.0, -1.0], dtype=torch.float64)
-    out = clipped_policy_loss(logps, OLD, adv, MASK, normalization="token", ref_token_logps=ref, beta=0.1)
+    out = clipped_policy_loss(logps, OLD, adv, MASK, normalization="token", ref_token_logps=ref, kl_coef=0.1)
     k3 = math.exp(-0.5) - 0.5
     assert out.kl.item() == pytest.approx(k3)
     assert out.loss.item() == pytest.approx((-1 - 1 + 1) / 3 + 0.1 * k3)

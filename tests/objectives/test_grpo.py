@@ -40,7 +40,9 @@ def _fit(tmp_path, module, steps=2, updates_per_batch=1):
 
 
 def _grpo(**kwargs):
-    return GRPO(group_size=4, sampling=SamplingConfig(max_new_tokens=6), log_samples_every_n_steps=1, **kwargs)
+    return GRPO(
+        completions_per_prompt=4, sampling=SamplingConfig(max_new_tokens=6), log_samples_every_n_steps=1, **kwargs
+    )
 
 
 def test_grpo_trains_and_logs_metric_names(tmp_path):
@@ -48,7 +50,7 @@ def test_grpo_trains_and_logs_metric_names(tmp_path):
     module = _grpo(num_iterations=2, mini_batch_size=4)
     assert module.policy is None  # roles are built in configure_model
     rows = _fit(tmp_path, module, updates_per_batch=4)
-    assert module.reference is None
+    assert module.reference.kind == "none" and module.reference.model is None
     names = set(rows[0])
     for name in (
         "reward",
@@ -75,10 +77,10 @@ def test_grpo_trains_and_logs_metric_names(tmp_path):
     assert len(samples) == 2 * 4 and '"arithmetic_answer"' in samples[0]
 
 
-def test_grpo_with_beta_builds_a_reference_and_logs_kl(tmp_path):
-    module = _grpo(beta=0.05)
+def test_grpo_with_kl_coef_builds_a_reference_and_logs_kl(tmp_path):
+    module = _grpo(kl_coef=0.05)
     rows = _fit(tmp_path, module, steps=1)
-    assert module.reference is not None and not any(p.requires_grad for p in module.reference.parameters())
+    assert module.reference.model is not None and not any(p.requires_grad for p in module.reference.parameters())
     assert any(r.get("train/kl") for r in rows)
 
 

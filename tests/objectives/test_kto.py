@@ -6,10 +6,9 @@ from lightning import Trainer
 from lightning.pytorch.loggers import CSVLogger
 
 from lit_align.data import BinaryDataModule, DataSource
-from lit_align.losses.kto import kto_loss
-from lit_align.modeling import ModelSpec
+from lit_align.losses.kto import kto_loss, kto_reference_point
 from lit_align.objectives import KTO
-from lit_align.objectives.logps import batch_reference_logps, precompute_reference
+from lit_align.roles.models import ModelSpec
 
 TINY = "lit-align/tiny-sft"
 
@@ -31,13 +30,13 @@ def test_kto_reference_modes_agree_on_the_first_step():
     ]:
         module = KTO(policy=spec, reference=mode)
         module.configure_model()
-        if mode == "precomputed":
-            module.ref_cache = precompute_reference(module, dm.ordered_dataloaders(), None)
+        module.reference.precompute(dm, lambda b: b)
         module.policy.eval()
         with torch.no_grad():
             logps, _ = module(batch)
-            ref = batch_reference_logps(module, batch, "train")
-        out = kto_loss(*logps.chunk(2)[:1], ref.chunk(2)[0], logps.chunk(2)[1], ref.chunk(2)[1], batch["desirable"])
+            ref = module.reference.logps(batch, "train")
+        z0 = kto_reference_point(logps.chunk(2)[1], ref.chunk(2)[1])
+        out = kto_loss(logps.chunk(2)[0], ref.chunk(2)[0], z0, batch["desirable"])
         losses.append(out.losses.mean().item())
         assert out.kl.item() == pytest.approx(0.0, abs=1e-5)  # policy == reference before training
     assert losses[0] == pytest.approx(0.5, abs=1e-5)  # 1 - sigmoid(0) for every row

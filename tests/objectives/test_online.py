@@ -7,10 +7,9 @@ from lightning import Trainer
 from lightning.pytorch.loggers import CSVLogger
 
 from lit_align.data import DataSource, PromptDataModule
-from lit_align.modeling import ModelSpec
 from lit_align.objectives import PPO, OnlineDPO
-from lit_align.objectives.online_dpo import best_and_worst
 from lit_align.rewards import RewardSpec
+from lit_align.roles.models import ModelSpec
 from lit_align.rollout import SamplingConfig
 
 ARITH = [RewardSpec("lit_align.rewards.arithmetic_answer")]
@@ -35,18 +34,12 @@ def _fit(tmp_path, module, max_steps, batches):
         return list(csv.DictReader(f))
 
 
-def test_best_and_worst_pairs_by_hand():
-    rewards = torch.tensor([0.0, 1.0, 0.5, 1.0, 1.0, 1.0, float("nan"), 2.0, 0.0])  # three prompts, G = 3
-    chosen, rejected = best_and_worst(rewards, 3)
-    assert chosen.tolist() == [1, 7] and rejected.tolist() == [0, 8]  # the middle prompt's scores are all equal
-
-
 def test_ppo_with_value_head_trains_and_logs(tmp_path):
     torch.manual_seed(0)
     numeric = [RewardSpec("lit_align.rewards.regex_format", kwargs={"pattern": r"-?\d+"})]  # mostly 1: values learn
     module = PPO(rewards=numeric, sampling=SAMPLING, ppo_epochs=2, mini_batch_size=1, target_kl=0.1)
     rows = _fit(tmp_path, module, max_steps=8, batches=2)  # 2 batches x 2 epochs x 2 minibatches
-    assert module.reference is not None and module.value_backbone is None
+    assert module.reference.model is not None and module.value_backbone is None
     assert module.value_head.summary.weight.abs().sum() > 0  # the value head learned something
     names = set(rows[0])
     for name in ("loss/policy", "loss/value", "value/explained_variance", "kl", "kl_coef", "reward", "distinct_2"):
@@ -58,16 +51,22 @@ def test_ppo_with_value_head_trains_and_logs(tmp_path):
 def test_ppo_with_separate_value_model_under_lora(tmp_path):
     lora = ModelSpec(finetune="lora", lora_r=4)
     module = PPO(policy=lora, value_model=ModelSpec(), rewards=ARITH, sampling=SAMPLING, ppo_epochs=1)
+    module.configure_model()
+    critic = {n: p.detach().clone() for n, p in module.value_backbone.named_parameters()}
     _fit(tmp_path, module, max_steps=1, batches=1)
-    assert module.reference is None  # the adapter-disabled policy is the reference
-    assert module.value_backbone is not None and any(p.requires_grad for p in module.value_backbone.parameters())
+    assert module.reference.kind == "adapter" and module.reference.model is None  # the adapter-disabled policy
+    # the values come from the separate critic: its own weights received the value loss's gradient and moved
+    moved = [n for n, p in module.value_backbone.named_parameters() if not torch.equal(p, critic[n])]
+    assert moved and all(not n.startswith("lora") for n in moved)
 
 
 def test_online_dpo_trains_on_sampled_pairs(tmp_path):
     torch.manual_seed(0)
-    module = OnlineDPO(rewards=ARITH, sampling=SamplingConfig(max_new_tokens=6, temperature=1.5), num_samples=4)
+    module = OnlineDPO(
+        rewards=ARITH, sampling=SamplingConfig(max_new_tokens=6, temperature=1.5), completions_per_prompt=4
+    )
     rows = _fit(tmp_path, module, max_steps=3, batches=3)
     names = set().union(*(r.keys() for r in rows))
     for name in ("rewards/margins", "rewards/accuracies", "kl", "pairs_per_prompt", "reward", "timing/generation"):
         assert f"train/{name}" in names, name
-    assert module.reference is not None
+    assert module.reference.model is not None

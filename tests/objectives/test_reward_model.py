@@ -13,14 +13,14 @@ from transformers import (
     LlamaForCausalLM,
 )
 
-from lit_align.callbacks import SaveHuggingFace
 from lit_align.data import DataSource, PairwiseDataModule
-from lit_align.data.arithmetic import make_rows
 from lit_align.embedded import embedded_model_path
 from lit_align.errors import ModelLoadError
-from lit_align.modeling import ModelSpec, expand_blocks, frozen_lm_head, load_policy
 from lit_align.objectives import RewardModel
 from lit_align.rewards.model import RewardModelScorer
+from lit_align.roles.models import ModelSpec, expand_blocks, frozen_lm_head, load_policy
+from lit_align.runtime.callbacks import SaveHuggingFace
+from lit_align.tasks.arithmetic import make_rows
 
 TINY = "lit-align/tiny-sft"
 

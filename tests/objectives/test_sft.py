@@ -5,8 +5,8 @@ from lightning import Trainer
 from lightning.pytorch.loggers import CSVLogger
 
 from lit_align.data import DataSource, SFTDataModule
-from lit_align.modeling import ModelSpec
 from lit_align.objectives import SFT
+from lit_align.roles.models import ModelSpec
 
 
 def _fit(tmp_path, spec: ModelSpec, steps: int = 3):

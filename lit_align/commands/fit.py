@@ -1,0 +1,57 @@
+"""``lit-align fit|validate|test|predict``: the LightningCLI that runs any objective with any data module."""
+
+from __future__ import annotations
+
+from lightning import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+
+import lit_align.data  # noqa: F401  (registers the data modules for short class names)
+import lit_align.objectives  # noqa: F401  (registers the objectives for short class names)
+from lit_align.roles.paths import POLICY_KEY, resolve_model_path
+from lit_align.runtime.callbacks import RNGState
+from lit_align.runtime.checkpoint_io import use_atomic_writes
+
+
+class LitAlignCLI(LightningCLI):
+    """LightningCLI with the tokenizer linked to the policy and a CSV log in every run folder."""
+
+    def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
+        """Link values that must agree so they are written once (in the model section)."""
+        parser.link_arguments("model.init_args.policy.name_or_path", "data.init_args.tokenizer")
+        parser.link_arguments("model.init_args.policy.trust_remote_code", "data.init_args.trust_remote_code")
+
+    def before_instantiate_classes(self) -> None:
+        """Check the policy path before any data is loaded, so a typo fails fast and names the key to fix."""
+        name_or_path = self._get(self.config, POLICY_KEY)
+        if isinstance(name_or_path, str):
+            resolve_model_path(name_or_path, POLICY_KEY)
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:  # noqa: ANN003 (Lightning's signature)
+        """Add a CSV logger in ``default_root_dir``, keep RNG states in checkpoints, write checkpoints atomically."""
+        trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_writes(trainer.strategy)  # a kill during a save never leaves a half-written checkpoint
+        if not any(isinstance(logger, CSVLogger) for logger in trainer.loggers):
+            trainer.loggers = [CSVLogger(trainer.default_root_dir, name="logs"), *trainer.loggers]
+        if not any(isinstance(callback, RNGState) for callback in trainer.callbacks):
+            trainer.callbacks.append(RNGState())  # a resumed run draws the same random numbers
+        return trainer
+
+
+def run_cli(args: list[str] | None = None, *, run: bool = True) -> LitAlignCLI:
+    """Run the LightningCLI on ``args`` (``sys.argv[1:]`` when None); ``run=False`` only builds the classes."""
+    return LitAlignCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        # Requeued or repeated runs write into the same folder.
+        save_config_kwargs={"overwrite": True},
+        # No TensorBoard by default: the CSV log added in instantiate_trainer needs no extra install.
+        trainer_defaults={"logger": False},
+        auto_configure_optimizers=False,
+        # Raise instead of printing the whole usage, so main() can print one line naming the key.
+        parser_kwargs={"exit_on_error": False},
+        args=args,
+        run=run,
+    )

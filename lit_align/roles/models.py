@@ -1,0 +1,265 @@
+"""Model roles: load a policy (full, LoRA or QLoRA), a frozen model, a reward backbone; save in HF format.
+
+Every objective builds its roles through these functions inside ``configure_model()``, so a sharding strategy can
+wrap what they return. Paths go through :func:`resolve_model_path`, which knows the embedded models, refuses
+missing local folders with a one-line error, and leaves anything else to the Hugging Face hub.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+import torch
+from peft import (
+    LoraConfig,
+    PeftModel,
+    get_peft_model,
+    get_peft_model_state_dict,
+    prepare_model_for_kbit_training,
+    set_peft_model_state_dict,
+)
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    BitsAndBytesConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from lit_align.errors import ModelLoadError
+from lit_align.roles.paths import POLICY_KEY, first_line, resolve_model_path
+from lit_align.roles.tokenizer import load_tokenizer
+
+Head = Literal["causal_lm", "reward"]
+
+
+class Finetune(StrEnum):
+    """How the policy's weights train; members carry their capabilities."""
+
+    FULL = "full"
+    LORA = "lora"
+    QLORA = "qlora"
+
+    @property
+    def has_adapter(self) -> bool:
+        """True when only LoRA adapter weights train (and the reference is the adapter-disabled base)."""
+        return self is not Finetune.FULL
+
+    @property
+    def quantized(self) -> bool:
+        """True when the base weights load in 4-bit nf4 through bitsandbytes."""
+        return self is Finetune.QLORA
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to load for a model role and how it trains.
+
+    Args:
+        name_or_path: Hugging Face hub id, local folder, or an embedded model (``lit-align/tiny-base``,
+            ``lit-align/tiny-sft``).
+        finetune: ``full`` trains every weight; ``lora`` trains LoRA adapters; ``qlora`` trains LoRA adapters on a
+            4-bit nf4 base (bitsandbytes).
+        dtype: Weight dtype: ``auto`` (as stored), ``float32``, ``bfloat16`` or ``float16``.
+        attn_implementation: Attention kernel passed to transformers (``eager``, ``sdpa``, ``flash_attention_2``);
+            None lets transformers choose.
+        gradient_checkpointing: Recompute activations in the backward pass to save memory.
+        trust_remote_code: Run modelling code shipped with a hub model. Off unless you trust its author.
+        revision: Hub revision (branch, tag or commit) to load.
+        lora_r: LoRA rank.
+        lora_alpha: LoRA scaling numerator (scale = alpha / r).
+        lora_dropout: Dropout on the LoRA branch.
+        lora_target_modules: Module names that get adapters, or ``all-linear``.
+        bnb_compute_dtype: QLoRA matmul dtype (``float32`` on CPU, ``bfloat16`` on recent GPUs).
+        bnb_quant_storage: dtype that stores packed 4-bit weights; ``float32``/``bfloat16`` lets FSDP shard them.
+
+    """
+
+    name_or_path: str = "lit-align/tiny-sft"
+    finetune: Literal["full", "lora", "qlora"] = "full"
+    dtype: str = "auto"
+    attn_implementation: str | None = None
+    gradient_checkpointing: bool = False
+    trust_remote_code: bool = False
+    revision: str | None = None
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str | list[str] = "all-linear"
+    bnb_compute_dtype: str = "float32"
+    bnb_quant_storage: str = "uint8"
+
+
+def _torch_dtype(name: str) -> torch.dtype | str:
+    if name == "auto":
+        return "auto"
+    if name not in ("float32", "bfloat16", "float16"):
+        raise ModelLoadError(f"{POLICY_KEY.rsplit('.', 1)[0]}.dtype: unknown dtype '{name}'")
+    return getattr(torch, name)
+
+
+def _load_model(
+    spec: ModelSpec, *, quantize: bool, device: torch.device | None = None, head: Head = "causal_lm"
+) -> PreTrainedModel:
+    kwargs: dict = {
+        "dtype": _torch_dtype(spec.dtype),
+        "trust_remote_code": spec.trust_remote_code,
+        "revision": spec.revision,
+    }
+    if spec.attn_implementation is not None:
+        kwargs["attn_implementation"] = spec.attn_implementation
+    if quantize:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=getattr(torch, spec.bnb_compute_dtype),
+            bnb_4bit_quant_storage=getattr(torch, spec.bnb_quant_storage),
+        )
+        # 4-bit weights are quantised where they are loaded, so load them on the device they will run on.
+        kwargs["device_map"] = {"": device or torch.device("cpu")}
+    path = resolve_model_path(spec.name_or_path)
+    try:
+        if head == "reward":
+            # One scalar per sequence, read at its last token; the new head starts random.
+            return AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"{POLICY_KEY}: cannot load model '{spec.name_or_path}': {first_line(error)}") from error
+
+
+def load_policy(
+    spec: ModelSpec, *, device: torch.device | None = None, head: Head = "causal_lm", expand_layers: int = 0
+) -> PreTrainedModel | PeftModel:
+    """Build the trainable model: the full model, or the model with LoRA adapters (on a 4-bit base for QLoRA).
+
+    Args:
+        spec: What to load and how it trains.
+        device: Where 4-bit weights are quantised (QLoRA only); other roles load on CPU and Lightning moves them.
+        head: ``causal_lm`` for policies, ``reward`` for a scalar sequence-classification head (reward models).
+        expand_layers: New identity-initialised blocks stacked on the loaded ones (:func:`expand_blocks`), before
+            any adapter is added; not with QLoRA (the copied 4-bit weights cannot be zeroed).
+
+    """
+    finetune = Finetune(spec.finetune)
+    if expand_layers and finetune.quantized:
+        raise ModelLoadError(f"{POLICY_KEY}: expand_layers cannot be used with finetune: qlora (use full or lora)")
+    model = _load_model(spec, quantize=finetune.quantized, device=device, head=head)
+    if expand_layers:
+        expand_blocks(model, expand_layers)
+    if head == "reward" and model.config.pad_token_id is None:
+        tokenizer = load_tokenizer(spec.name_or_path, trust_remote_code=spec.trust_remote_code)
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if finetune.quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing)
+    elif spec.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if finetune.has_adapter:
+        model = get_peft_model(model, _lora_config(spec, head))
+    return model.train()  # from_pretrained returns eval mode; dropout and Lightning expect train mode
+
+
+def frozen_lm_head(spec: ModelSpec, model: torch.nn.Module) -> torch.Tensor:
+    """Return a detached copy of the causal-LM output embedding for a reward model built from ``spec``.
+
+    A sequence-classification model has no LM head. Tied models (``tie_word_embeddings``) reuse their input
+    embedding, copied from ``model``; otherwise the checkpoint's LM head is read by loading the causal LM once on
+    the CPU (a transient second copy of the weights). Shape: (V, D)
+    """
+    if model.config.get_text_config().tie_word_embeddings:
+        return model.get_input_embeddings().weight.detach().clone()
+    head = _load_model(spec, quantize=False, head="causal_lm").get_output_embeddings()
+    if head is None:
+        raise ModelLoadError(f"{POLICY_KEY}: model '{spec.name_or_path}' has no language-model head to regularise with")
+    return head.weight.detach().clone()
+
+
+def expand_blocks(model: PreTrainedModel, count: int) -> None:
+    """Stack ``count`` new decoder blocks on a Llama-style model, each starting as the identity (in place).
+
+    Block expansion (LLaMA Pro, Wu et al., 2024; arXiv:2401.02415): each new block copies the last block and zeroes
+    its attention output (``o_proj``) and MLP output (``down_proj``) projections, so the residual stream passes
+    through unchanged until training moves them. The config's ``num_hidden_layers`` follows, so the saved model
+    loads with the extra blocks.
+
+    Raises:
+        ModelLoadError: The model's blocks are not at ``model.model.layers`` with ``o_proj`` / ``down_proj``.
+
+    """
+    blocks = getattr(getattr(model, "model", None), "layers", None)
+    last = blocks[-1] if isinstance(blocks, torch.nn.ModuleList) and len(blocks) else None
+    if last is None or not hasattr(getattr(last, "self_attn", None), "o_proj") or not hasattr(last.mlp, "down_proj"):
+        raise ModelLoadError(
+            f"{POLICY_KEY}: expand_layers needs Llama-style blocks (model.layers[i].self_attn.o_proj, mlp.down_proj), "
+            f"not {type(model).__name__}"
+        )
+    config = model.config
+    for _ in range(count):
+        block = copy.deepcopy(last)
+        block.self_attn.layer_idx = len(blocks)
+        torch.nn.init.zeros_(block.self_attn.o_proj.weight)
+        torch.nn.init.zeros_(block.mlp.down_proj.weight)
+        blocks.append(block)
+    config.num_hidden_layers = len(blocks)
+    if getattr(config, "layer_types", None):
+        config.layer_types = list(config.layer_types) + [config.layer_types[-1]] * count
+
+
+def _lora_config(spec: ModelSpec, head: Head = "causal_lm") -> LoraConfig:
+    return LoraConfig(
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules=spec.lora_target_modules,
+        task_type="SEQ_CLS" if head == "reward" else "CAUSAL_LM",  # SEQ_CLS also trains the new score head
+    )
+
+
+def load_frozen(spec: ModelSpec, *, device: torch.device | None = None) -> PreTrainedModel:
+    """Load a model that never trains (a separate reference): eval mode, no gradients, 4-bit when ``qlora``.
+
+    ``lora`` loads the folder as it is (an adapter folder loads as its base plus the adapter); no new adapter is
+    added, since nothing trains.
+    """
+    model = _load_model(spec, quantize=Finetune(spec.finetune).quantized, device=device)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def save_hf(
+    policy: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    out_dir: str | Path,
+    *,
+    spec: ModelSpec,
+    merge_adapter: bool = True,
+    head: Head = "causal_lm",
+) -> Path:
+    """Save the policy (or reward model, ``head="reward"``) and its tokenizer as a Hugging Face folder.
+
+    A LoRA policy is saved as the adapter alone, or merged into its base when ``merge_adapter`` is True. A QLoRA
+    adapter is merged into a freshly loaded full-precision base (merging into 4-bit weights would lose precision).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(policy, PeftModel) and merge_adapter:
+        if Finetune(spec.finetune).quantized:
+            base = _load_model(spec, quantize=False, head=head)
+            merged = get_peft_model(base, _lora_config(spec, head))
+            set_peft_model_state_dict(merged, {k: v.cpu() for k, v in get_peft_model_state_dict(policy).items()})
+        else:
+            merged = copy.deepcopy(policy).cpu()
+        merged.merge_and_unload().save_pretrained(out)
+    else:
+        policy.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+# Checkpoints keep the module's hyperparameters; let them load with torch.load(weights_only=True).
+torch.serialization.add_safe_globals([ModelSpec])

@@ -1,0 +1,1 @@
+"""Runtime machinery: callbacks, atomic checkpoints, pre-emption, sharding and reductions over processes."""

@@ -1,0 +1,1 @@
+"""Embedded tasks: each keeps its rows and its answer checker together."""

@@ -1,0 +1,196 @@
+"""The ``lit-align`` command as a user runs it: fit with overlays, saved config, CSV log, and bad input."""
+
+import csv
+import json
+
+import pytest
+
+from tests.helpers import REPO, run_lit_align, write_jsonl
+
+FAST = [
+    "--trainer.max_steps",
+    "2",
+    "--trainer.val_check_interval",
+    "2",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--trainer.log_every_n_steps",
+    "1",
+    "--data.init_args.source.num_rows",
+    "32",
+    "--data.init_args.source.num_val_rows",
+    "8",
+    "--data.init_args.batch_size",
+    "4",
+    "--model.init_args.policy.name_or_path",
+    "lit-align/tiny-sft",
+]
+
+
+def _fit(tmp_path, *extra):
+    return run_lit_align(
+        "fit", "--config", "recipes/sft.yaml", *extra, *FAST, "--trainer.default_root_dir", str(tmp_path / "run")
+    )
+
+
+def test_fit_writes_config_csv_and_hf_model_and_reruns_in_same_folder(tmp_path):
+    first = _fit(tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = _fit(tmp_path)  # re-run into the same folder must not trip over the saved config
+    assert second.returncode == 0, second.stderr[-3000:]
+    configs = sorted((tmp_path / "run").rglob("config.yaml"))
+    assert len(configs) == 2 and "name_or_path: lit-align/tiny-sft" in configs[0].read_text()
+    hparams = next((tmp_path / "run").rglob("hparams.yaml")).read_text()
+    assert "tokenizer: lit-align/tiny-sft" in hparams  # the data module received the linked value
+    with open(next((tmp_path / "run").rglob("metrics.csv"))) as f:
+        rows = list(csv.DictReader(f))
+    assert {"train/loss", "val/loss", "train/token_accuracy", "val/token_accuracy", "train/tokens_seen"} <= set(rows[0])
+    assert (tmp_path / "run" / "hf_model" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("overlay", ["configs/strategy/lora.yaml", "configs/strategy/qlora.yaml"])
+def test_adapter_overlays_run_sft_steps(tmp_path, overlay):
+    result = _fit(tmp_path, "--config", overlay)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "hf_model" / "model.safetensors").exists()  # merged adapter
+
+
+@pytest.mark.parametrize("subcommand", ["validate", "test"])
+def test_validate_and_test_subcommands_log_their_stage(tmp_path, subcommand):
+    stage = "val" if subcommand == "validate" else "test"
+    result = run_lit_align(
+        subcommand,
+        "--config",
+        "recipes/sft.yaml",
+        *FAST[8:],
+        "--trainer.default_root_dir",
+        str(tmp_path / "run"),
+        "--trainer.limit_val_batches",
+        "2",
+        "--trainer.limit_test_batches",
+        "2",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(next((tmp_path / "run").rglob("metrics.csv"))) as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[-1][f"{stage}/loss"]) > 0 and f"{stage}/token_accuracy" in rows[-1]
+
+
+@pytest.mark.parametrize("recipe", ["sft", "dpo", "kto", "grpo", "rm"])
+def test_the_data_tokenizer_follows_the_policy(recipe):
+    """The policy is named once (model section); the data module's tokenizer is linked to it. tiny-base differs from
+    every data module's default tokenizer (tiny-sft), so the check fails without the link."""
+    from lit_align.commands.fit import run_cli
+
+    cli = run_cli(
+        ["--config", f"recipes/{recipe}.yaml", "--model.init_args.policy.name_or_path", "lit-align/tiny-base"],
+        run=False,
+    )
+    assert cli.datamodule.hparams.tokenizer == "lit-align/tiny-base"
+
+
+def test_evaluate_prints_exact_match(tmp_path):
+    result = run_lit_align("evaluate", "--source.num_rows", "16")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["rows"] == 16 and 0.0 <= out["exact_match"] <= 1.0
+
+
+def _error_line(result):
+    lines = [line for line in result.stderr.splitlines() if line.startswith("lit-align: error:")]
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([{"prompt": "a", "completion": "b"}, {"prompt": "a"}], "row 2: field 'completion': is missing"),
+        ([{"prompt": "", "completion": "b"}], "row 1: field 'prompt': is empty"),
+        ([{"prompt": ["x"], "completion": "b"}], "row 1: field 'prompt': message 0 has no 'role'"),
+        ([{"prompt": 7, "completion": "b"}], "row 1: field 'prompt': must be a string, got int"),
+    ],
+)
+def test_bad_rows_exit_2_with_file_row_and_field(tmp_path, rows, expected):
+    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    result = _fit(tmp_path, "--data.init_args.source.path", str(path))
+    assert result.returncode == 2
+    assert _error_line(result) == f"lit-align: error: {path}: {expected}"
+
+
+@pytest.mark.parametrize(("content", "expected"), [("", "file is empty"), ("{oops\n", "cannot be read")])
+def test_empty_or_unreadable_file_exits_2(tmp_path, content, expected):
+    path = tmp_path / "data.jsonl"
+    path.write_text(content)
+    result = _fit(tmp_path, "--data.init_args.source.path", str(path))
+    assert result.returncode == 2
+    assert _error_line(result).startswith(f"lit-align: error: {path}: {expected}")
+
+
+def test_missing_model_path_exits_2_naming_the_key(tmp_path):
+    result = run_lit_align(
+        "fit",
+        "--config",
+        "recipes/sft.yaml",
+        "--model.init_args.policy.name_or_path",
+        str(tmp_path / "no-such-model"),
+        "--trainer.default_root_dir",
+        str(tmp_path / "run"),
+    )
+    assert result.returncode == 2
+    assert _error_line(result) == (
+        f"lit-align: error: model.init_args.policy.name_or_path: "
+        f"model path '{tmp_path / 'no-such-model'}' does not exist"
+    )
+
+
+def test_unknown_class_exits_2_naming_the_key(tmp_path):
+    result = run_lit_align(
+        "fit",
+        "--config",
+        "recipes/sft.yaml",
+        "--model.class_path",
+        "lit_align.objectives.Nope",
+        "--trainer.default_root_dir",
+        str(tmp_path / "run"),
+    )
+    assert result.returncode == 2
+    line = _error_line(result)
+    assert line.startswith("lit-align: error: model: ") and "'lit_align.objectives.Nope'" in line
+    assert "usage:" not in result.stderr
+
+
+def test_bad_config_value_exits_2_naming_the_nested_key(tmp_path):
+    result = run_lit_align("fit", "--config", "recipes/sft.yaml", "--model.init_args.policy.finetune", "lorax")
+    assert result.returncode == 2
+    line = _error_line(result)
+    assert line.startswith("lit-align: error: model.policy.finetune: ") and "lorax" in line
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (REPO / "README.md").read_text()
+    ci_lines = (REPO / ".ci" / "run").read_text().splitlines()
+    command = ci_lines[ci_lines.index("# README test command (keep identical to the README's quickstart):") + 1]
+    assert command.endswith("python -m pytest")
+    assert command in readme.splitlines()
+
+
+def test_unimportable_reward_exits_2_naming_the_key(tmp_path):
+    result = run_lit_align(
+        "fit",
+        "--config",
+        "recipes/grpo.yaml",
+        "--model.init_args.rewards",
+        '[{"function": "mypkg.rewards.judge"}]',
+        "--trainer.default_root_dir",
+        str(tmp_path / "run"),
+    )
+    assert result.returncode == 2
+    line = _error_line(result)
+    assert line == (
+        "lit-align: error: model.init_args.rewards[0].function: cannot import 'mypkg.rewards.judge': "
+        "No module named 'mypkg'"
+    )

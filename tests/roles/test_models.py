@@ -1,0 +1,70 @@
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from lit_align.embedded import embedded_model_path
+from lit_align.errors import ModelLoadError
+from lit_align.roles.models import ModelSpec, load_policy, save_hf
+from lit_align.roles.paths import resolve_model_path
+
+BASE = "lit-align/tiny-sft"
+
+
+def _batch():
+    torch.manual_seed(0)
+    ids = torch.randint(8, 100, (2, 12))
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def _train_steps(model, steps=3, lr=1e-2):
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    batch = _batch()
+    for _ in range(steps):
+        loss = model(**batch, labels=batch["input_ids"]).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return loss
+
+
+def test_qlora_loads_4bit_and_trains_adapters_on_cpu():
+    bnb = pytest.importorskip("bitsandbytes")
+    spec = ModelSpec(name_or_path=BASE, finetune="qlora", lora_r=4)
+    policy = load_policy(spec)
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in policy.modules())
+    lora_before = {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
+    loss = _train_steps(policy)
+    assert torch.isfinite(loss)
+    assert any(not p.equal(lora_before[n]) for n, p in policy.named_parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("merge", [True, False])
+def test_save_hf_round_trips_lora_policy(tmp_path, tiny_tokenizer, merge):
+    spec = ModelSpec(name_or_path=BASE, finetune="lora", lora_r=4, lora_dropout=0.0)
+    policy = load_policy(spec)
+    _train_steps(policy)
+    policy.eval()
+    out = save_hf(policy, tiny_tokenizer, tmp_path / "hf", spec=spec, merge_adapter=merge)
+    assert (out / ("model.safetensors" if merge else "adapter_model.safetensors")).exists()
+    assert (out / "tokenizer.json").exists()
+    reloaded = AutoModelForCausalLM.from_pretrained(out).eval()
+    batch = _batch()
+    assert torch.allclose(reloaded(**batch).logits, policy(**batch).logits, atol=1e-5)
+
+
+def test_missing_local_path_is_a_one_line_error():
+    with pytest.raises(
+        ModelLoadError, match=r"^model.init_args.policy.name_or_path: model path './nope' does not exist$"
+    ):
+        resolve_model_path("./nope")
+    assert resolve_model_path("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"  # hub ids pass through
+    assert resolve_model_path(BASE) == str(embedded_model_path(BASE))
+
+
+def test_dtype_attention_and_gradient_checkpointing_options_apply():
+    spec = ModelSpec(name_or_path=BASE, dtype="bfloat16", attn_implementation="eager", gradient_checkpointing=True)
+    policy = load_policy(spec)
+    assert policy.dtype == torch.bfloat16
+    assert policy.config._attn_implementation == "eager"
+    assert policy.is_gradient_checkpointing and policy.training
+    assert torch.isfinite(_train_steps(policy, steps=1))

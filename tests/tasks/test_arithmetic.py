@@ -1,0 +1,48 @@
+from lit_align.tasks import arithmetic
+from lit_align.tasks.arithmetic import SPLITS, Shape, is_correct, make_rows, normalize_answer, solve, split_of
+
+
+def _problem(row):
+    return row["messages"][0]["content"] if "messages" in row else row["prompt"][0]["content"]
+
+
+def test_splits_are_disjoint_and_cover_every_problem():
+    problems = arithmetic._all_problems()
+    by_split = {s: {p for p in problems if split_of(*p) == s} for s in SPLITS}
+    assert sum(len(v) for v in by_split.values()) == len(problems)
+    assert not by_split["train"] & by_split["test"]
+    assert 0.03 < len(by_split["test"]) / len(problems) < 0.07
+
+
+def test_rows_are_deterministic_and_seed_dependent():
+    assert make_rows("sft", "train", 50, seed=1) == make_rows("sft", "train", 50, seed=1)
+    assert make_rows("sft", "train", 50, seed=1) != make_rows("sft", "train", 50, seed=2)
+
+
+def test_answers_are_correct_and_rejected_are_wrong():
+    for row in make_rows(Shape.PAIRWISE, "test", 200):
+        a, op, b = row["prompt"][0]["content"].replace("?", "").replace(".", "").replace("=", "").split()[-3:]
+        assert row["answer"] == str(solve(int(a), op, int(b)))
+        assert row["chosen"][0]["content"] == row["answer"]
+        assert row["rejected"][0]["content"] != row["answer"]
+        assert int(row["rejected"][0]["content"]) - int(row["answer"]) == row["wrong_by"]
+
+
+def test_binary_labels_match_correctness_and_are_balanced():
+    rows = make_rows(Shape.BINARY, "train", 400)
+    assert all(r["label"] == is_correct(r["completion"][0]["content"], r["answer"]) for r in rows)
+    assert 150 < sum(r["label"] for r in rows) < 250
+
+
+def test_shapes_have_their_fields():
+    assert set(make_rows("sft", "validation", 1)[0]) == {"messages", "answer"}
+    assert set(make_rows("prompt", "validation", 1)[0]) == {"prompt", "answer"}
+    assert set(make_rows("binary", "validation", 1)[0]) == {"prompt", "completion", "label", "answer"}
+
+
+def test_normalize_answer_reads_leading_integer():
+    assert normalize_answer(" -12 apples") == "-12"
+    assert normalize_answer("85") == "85"
+    assert normalize_answer("abc") == ""
+    assert normalize_answer("-") == ""
+    assert is_correct("157</s>", "157") and not is_correct("15", "157")
