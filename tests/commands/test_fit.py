@@ -194,3 +194,19 @@ def test_unimportable_reward_exits_2_naming_the_key(tmp_path):
         "lit-align: error: model.init_args.rewards[0].function: cannot import 'mypkg.rewards.judge': "
         "No module named 'mypkg'"
     )
+
+
+def test_reference_spec_from_yaml(tmp_path):
+    """A separate reference model and a refresh schedule, given in YAML, reach the reference component."""
+    from lit_align.commands.fit import run_cli
+
+    config = tmp_path / "ref.yaml"
+    config.write_text(
+        "model:\n  init_args:\n    reference:\n      kind: model\n      model: {name_or_path: lit-align/tiny-base}\n"
+        "      refresh_every: 8\n      refresh_mix: 0.5\n"
+    )
+    cli = run_cli(["--config", "recipes/dpo.yaml", "--config", str(config)], run=False)
+    reference = cli.model.reference
+    assert reference.kind == "model" and reference.spec.model.name_or_path == "lit-align/tiny-base"
+    assert (reference.spec.refresh_every, reference.spec.refresh_mix) == (8, 0.5)
+    assert run_cli(["--config", "recipes/dpo.yaml"], run=False).model.reference.kind == "copy"  # plain 'auto'
