@@ -9,12 +9,13 @@ from lightning import Callback, LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lit_align.losses.kto import kto_loss, kto_reference_point
+from lit_align.losses.sft import sequence_nll_loss
 from lit_align.metrics import kto_metrics, log_metrics
 from lit_align.objectives.optim import configure_optimizers, role_device
 from lit_align.roles.models import ModelSpec, load_policy
 from lit_align.roles.reference import Reference, ReferenceHooks, ReferenceKind, ReferenceSpec
 from lit_align.roles.scoring import stacked_logps
-from lit_align.runtime.distributed import sum_over_ranks
+from lit_align.runtime.distributed import sum_over_ranks, token_normalizer
 from lit_align.types import BinaryBatch
 
 
@@ -23,7 +24,8 @@ class KTO(LightningModule):
 
     Logs ``{stage}/loss``, ``kl`` (the reference point z0), ``rewards/chosen`` and ``rewards/rejected`` (mean
     implicit reward of the batch's desirable and undesirable rows; 0 when the batch has none),
-    ``rewards/margins``, ``logps/chosen``, ``logps/rejected`` and ``fraction_desirable``.
+    ``rewards/margins``, ``logps/chosen``, ``logps/rejected``, ``fraction_desirable`` and ``nll`` (with
+    ``sft_weight``).
     """
 
     def __init__(
@@ -32,6 +34,7 @@ class KTO(LightningModule):
         beta: float = 0.1,
         desirable_weight: float = 1.0,
         undesirable_weight: float = 1.0,
+        sft_weight: float = 0.0,
         reference: ReferenceSpec | ReferenceKind = "auto",
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -44,6 +47,9 @@ class KTO(LightningModule):
             desirable_weight: lambda_D; raise it when desirable rows are rarer (the paper keeps
                 lambda_D n_D / (lambda_U n_U) in [1, 4/3]).
             undesirable_weight: lambda_U.
+            sft_weight: Weight of an added NLL term on the desirable completions (token mean over the batch's
+                desirable completion tokens, like DPO's ``sft_weight``); 0 is the paper's KTO. Not in the KTO paper
+                or TRL: it keeps the desirable answers' likelihood from falling, as RPO does for DPO.
             reference: Where reference log-probs come from (:class:`~lit_align.roles.reference.ReferenceSpec`).
             optimizer: Optimizer class and arguments.
             lr_scheduler: Optional scheduler, stepped after every optimizer step.
@@ -68,7 +74,7 @@ class KTO(LightningModule):
         return stacked_logps(self.policy, batch)
 
     def _shared_step(self, batch: BinaryBatch, stage: str) -> torch.Tensor:
-        logps, _ = self(batch)  # (2B,): B completions, then the same prompts with mismatched completions
+        logps, lengths = self(batch)  # (2B,): B completions, then the same prompts with mismatched completions
         ref = self.reference.logps(batch, stage)
         policy_y, policy_kl = logps.chunk(2)
         ref_y, ref_kl = ref.chunk(2)
@@ -84,7 +90,15 @@ class KTO(LightningModule):
             undesirable_weight=hp.undesirable_weight,
         )
         loss = out.losses.mean()
-        metrics = {"loss": loss, **kto_metrics(out.rewards, policy_y, batch["desirable"], out.kl)}
+        metrics = kto_metrics(out.rewards, policy_y, batch["desirable"], out.kl)
+        if hp.sft_weight:
+            desirable_lengths = lengths.chunk(2)[0][batch["desirable"]]
+            nll = sequence_nll_loss(
+                policy_y[batch["desirable"]], desirable_lengths, token_normalizer(desirable_lengths.sum())
+            )
+            loss = loss + hp.sft_weight * nll
+            metrics["nll"] = nll.detach()
+        metrics["loss"] = loss
         log_metrics(self, metrics, stage, batch_size=len(policy_y))
         return loss
 

@@ -63,3 +63,24 @@ def test_kto_trains_and_logs(tmp_path):
         rows = list(csv.DictReader(f))
     names = {"loss", "kl", "rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected"}
     assert {f"{s}/{n}" for s in ("train", "val") for n in names} <= set(rows[0])
+
+
+def test_kto_nll_term_is_the_token_mean_over_desirable_completions():
+    """loss = mean KTO loss + w * (-sum of desirable rows' log-probs / their completion tokens), by hand."""
+    module = KTO(policy=ModelSpec(name_or_path=TINY), sft_weight=0.5)
+    module.configure_model()
+    module.policy.eval()
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    dm = _data()  # its 8 validation rows are one batch
+    (metrics,) = trainer.validate(module, dm, verbose=False)
+    val = next(iter(dm.val_dataloader()))
+    with torch.no_grad():
+        logps, lengths = module(val)
+        ref = module.reference.logps(val, "val")
+    y, n, d = logps.chunk(2)[0], lengths.chunk(2)[0], val["desirable"]
+    z0 = kto_reference_point(logps.chunk(2)[1], ref.chunk(2)[1])
+    kto = kto_loss(y, ref.chunk(2)[0], z0, d).losses.mean().item()
+    nll = -(y[d].sum() / n[d].sum()).item()
+    assert d.any() and (~d).any()
+    assert metrics["val/nll"] == pytest.approx(nll, abs=1e-5)
+    assert metrics["val/loss"] == pytest.approx(kto + 0.5 * nll, abs=1e-5)
