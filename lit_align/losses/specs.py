@@ -88,7 +88,16 @@ class PreferenceLossSpec:
             )
         if common.get("sft_weight", 0.0) < 0:
             raise LitAlignError(f"{key}.sft_weight: must be >= 0, got {common['sft_weight']}")
-        return replace(self, params={**self.params, **given}, **common)
+        configured = replace(self, params={**self.params, **given}, **common)
+        if "nll_normalization" in common and not configured.sft_weight:
+            raise LitAlignError(f"{key}.nll_normalization: has no effect without sft_weight > 0")
+        params = configured.params
+        if params.get("beta", 1.0) <= 0:
+            raise LitAlignError(f"{key}.beta: must be > 0, got {params['beta']}")
+        smoothing, most = params.get("label_smoothing", 0.0), 0.5 if self.name == "robust" else 1.0
+        if not 0 <= smoothing < most:
+            raise LitAlignError(f"{key}.label_smoothing: must be in [0, {most}) for '{self.name}', got {smoothing}")
+        return configured
 
     def __call__(
         self,
@@ -166,10 +175,18 @@ PREFERENCE_LOSSES: Mapping[str, PreferenceLossSpec] = MappingProxyType(
                 "cpo",
                 simpo_loss,
                 False,
+                params={"beta": 0.1, "simpo_gamma": 0.0},
+                sft_weight=1.0,
+                reference="CPO: -log sigmoid(beta (log pi_c - log pi_r)) on summed log-probs + NLL, arXiv:2401.08417",
+            ),
+            PreferenceLossSpec(
+                "cpo_simpo",
+                simpo_loss,
+                False,
                 length_normalized=True,
                 params=_SIMPO,
                 sft_weight=1.0,
-                reference="CPO-SimPO: SimPO's form + NLL, arXiv:2401.08417",
+                reference="CPO-SimPO: SimPO's form + NLL (TRL's CPO with loss_type simpo)",
             ),
             PreferenceLossSpec(
                 "orpo",
@@ -185,7 +202,7 @@ PREFERENCE_LOSSES: Mapping[str, PreferenceLossSpec] = MappingProxyType(
 )
 """Every preference loss by ``loss_type``."""
 
-LossType = Literal["sigmoid", "robust", "ipo", "hinge", "rpo", "simpo", "cpo", "orpo"]
+LossType = Literal["sigmoid", "robust", "ipo", "hinge", "rpo", "simpo", "cpo", "cpo_simpo", "orpo"]
 
 
 def preference_loss_spec(

@@ -47,17 +47,19 @@ class DPO(LightningModule):
         Args:
             policy: The model to train and how (full, LoRA, QLoRA); the reference starts as this model.
             loss_type: ``sigmoid`` (DPO; cDPO with label_smoothing), ``robust``, ``ipo``, ``hinge``, ``rpo``
-                (DPO + NLL), ``simpo``, ``cpo`` (SimPO's form + NLL) or ``orpo``.
+                (DPO + NLL), ``simpo``, ``cpo`` (summed log-probs + NLL), ``cpo_simpo`` (SimPO's form + NLL) or
+                ``orpo``.
             beta: Inverse temperature of the implicit reward (IPO: regularisation; SimPO: reward scale; ORPO: weight
-                of the odds-ratio term). Default: the spec's (0.1; SimPO/CPO 2.0).
+                of the odds-ratio term). Default: the spec's (0.1; SimPO/CPO-SimPO 2.0).
             label_smoothing: Assumed preference-flip rate (``sigmoid``, ``rpo``: default 0; ``robust``: 0.1).
-            simpo_gamma: Target reward margin of ``simpo`` and ``cpo`` (default 0.5).
+            simpo_gamma: Target reward margin of ``simpo`` and ``cpo_simpo`` (default 0.5; ``cpo`` 0).
             sft_weight: Weight of an NLL term on the chosen completions (RPO, arXiv:2404.19733); default the spec's
-                (1 for ``rpo``, ``cpo``, ``orpo``; 0 otherwise). It keeps the chosen likelihood from falling.
+                (1 for ``rpo``, ``cpo``, ``cpo_simpo``, ``orpo``; 0 otherwise). It keeps the chosen likelihood
+                from falling.
             nll_normalization: ``token`` (mean over the batch's chosen tokens, as TRL and the ORPO code) or
                 ``sequence`` (mean of per-sequence means, the RPO paper's form). Default ``token``.
             length_normalized: Divide log-probs by completion length before the loss; default the spec's (True for
-                ``ipo``, ``simpo``, ``cpo``, ``orpo``). ``ipo`` with False is the summed form.
+                ``ipo``, ``simpo``, ``cpo_simpo``, ``orpo``). ``ipo`` with False is the summed form.
             reference: Where reference log-probs come from (:class:`~lit_align.roles.reference.ReferenceSpec`, or
                 just its kind); reference-free losses take none.
             optimizer: Optimizer class and arguments.
@@ -65,7 +67,7 @@ class DPO(LightningModule):
 
         """
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "lam", "gamma"])  # the aliases' old names
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
         self.loss = preference_loss_spec(
             loss_type,
@@ -78,7 +80,6 @@ class DPO(LightningModule):
         )
         self.reference = Reference(reference, finetune=policy.finetune, needed=self.loss.needs_reference)
         self.policy: torch.nn.Module | None = None
-        self.strict_loading = False  # checkpoints leave out an unrefreshed reference
 
     def configure_model(self) -> None:
         """Build the policy and the reference (idempotent)."""
@@ -128,12 +129,20 @@ class DPO(LightningModule):
         return configure_optimizers(self, self.optimizer, self.lr_scheduler)
 
     def configure_callbacks(self) -> list[Callback]:
-        """The reference's part of the run: precompute, scheduled refreshes, what checkpoints keep."""
+        """The reference's part of the run: precompute when fit starts, scheduled refreshes."""
         return [ReferenceHooks(self.reference)]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The reference keeps its cache and refresh count, and its weights only once refreshed."""
+        self.reference.on_save_checkpoint(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the reference's cache and refresh count (before the weights load)."""
+        self.reference.on_load_checkpoint(checkpoint)
 
 
 class SimPO(DPO):
-    """Alias of ``DPO(loss_type="simpo")`` (``cpo`` with ``sft_weight`` > 0), so older configs keep working."""
+    """Alias of ``DPO(loss_type="simpo")`` (``cpo_simpo`` with ``sft_weight`` > 0), so older configs keep working."""
 
     def __init__(
         self,
@@ -146,8 +155,8 @@ class SimPO(DPO):
         gamma: float | None = None,
     ) -> None:
         """See :class:`DPO`; ``gamma`` is the deprecated name of ``simpo_gamma``."""
-        simpo_gamma = renamed(simpo_gamma, gamma, old="gamma", new="simpo_gamma", owner="SimPO")
-        loss_type = "cpo" if sft_weight else "simpo"
+        simpo_gamma = renamed(simpo_gamma, gamma, default=0.5, old="gamma", new="simpo_gamma", owner="SimPO")
+        loss_type = "cpo_simpo" if sft_weight else "simpo"
         super().__init__(
             policy,
             loss_type,
@@ -171,5 +180,5 @@ class ORPO(DPO):
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         """See :class:`DPO`; ``lam`` is the deprecated name of ``beta`` (the odds-ratio weight)."""
-        beta = renamed(beta, lam, old="lam", new="beta", owner="ORPO")
+        beta = renamed(beta, lam, default=0.1, old="lam", new="beta", owner="ORPO")
         super().__init__(policy, "orpo", beta=beta, optimizer=optimizer, lr_scheduler=lr_scheduler)

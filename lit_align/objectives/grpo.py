@@ -86,18 +86,17 @@ class GRPO(LightningModule):
         """
         super().__init__()
         completions_per_prompt = renamed(
-            completions_per_prompt, group_size, old="group_size", new="completions_per_prompt", owner="GRPO"
+            completions_per_prompt, group_size, default=8, old="group_size", new="completions_per_prompt", owner="GRPO"
         )
-        kl_coef = renamed(kl_coef, beta, old="beta", new="kl_coef", owner="GRPO")
+        kl_coef = renamed(kl_coef, beta, default=0.0, old="beta", new="kl_coef", owner="GRPO")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "group_size", "beta"])
         self.hparams.update(completions_per_prompt=completions_per_prompt, kl_coef=kl_coef)
         self.automatic_optimization = False
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
         self.sampling, self.eval_sampling = sampling, eval_sampling  # hparams holds them as plain dicts
-        self.reference = Reference(reference, finetune=policy.finetune, needed=kl_coef > 0)
+        self.reference = Reference(reference, finetune=policy.finetune, fixed_rows=False, needed=kl_coef > 0)
         self.policy: torch.nn.Module | None = None
         self.sampler: Sampler | None = None  # built in configure_model, so a bad reward is a one-line error
-        self.strict_loading = False  # checkpoints leave out an unrefreshed reference
 
     def configure_model(self) -> None:
         """Build the rewards first (a bad one fails before any model loads), the policy, reference and sampler."""
@@ -179,5 +178,13 @@ class GRPO(LightningModule):
         return configure_optimizers(self, self.optimizer, self.lr_scheduler)
 
     def configure_callbacks(self) -> list[Callback]:
-        """The reference's part of the run: precompute, scheduled refreshes, what checkpoints keep."""
+        """The reference's part of the run: precompute when fit starts, scheduled refreshes."""
         return [ReferenceHooks(self.reference)]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The reference keeps its cache and refresh count, and its weights only once refreshed."""
+        self.reference.on_save_checkpoint(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the reference's cache and refresh count (before the weights load)."""
+        self.reference.on_load_checkpoint(checkpoint)

@@ -60,7 +60,6 @@ class KTO(LightningModule):
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
         self.reference = Reference(reference, finetune=policy.finetune)
         self.policy: torch.nn.Module | None = None
-        self.strict_loading = False  # checkpoints leave out an unrefreshed reference
 
     def configure_model(self) -> None:
         """Build the policy and the reference (idempotent)."""
@@ -119,5 +118,13 @@ class KTO(LightningModule):
         return configure_optimizers(self, self.optimizer, self.lr_scheduler)
 
     def configure_callbacks(self) -> list[Callback]:
-        """The reference's part of the run: precompute, scheduled refreshes, what checkpoints keep."""
+        """The reference's part of the run: precompute when fit starts, scheduled refreshes."""
         return [ReferenceHooks(self.reference)]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The reference keeps its cache and refresh count, and its weights only once refreshed."""
+        self.reference.on_save_checkpoint(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the reference's cache and refresh count (before the weights load)."""
+        self.reference.on_load_checkpoint(checkpoint)

@@ -79,7 +79,12 @@ class OnlineDPO(LightningModule):
         """
         super().__init__()
         completions_per_prompt = renamed(
-            completions_per_prompt, num_samples, old="num_samples", new="completions_per_prompt", owner="OnlineDPO"
+            completions_per_prompt,
+            num_samples,
+            default=4,
+            old="num_samples",
+            new="completions_per_prompt",
+            owner="OnlineDPO",
         )
         if completions_per_prompt < 2:
             raise LitAlignError(
@@ -91,11 +96,12 @@ class OnlineDPO(LightningModule):
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
         self.sampling, self.eval_sampling = sampling, eval_sampling  # hparams holds them as plain dicts
         self.loss = preference_loss_spec(loss_type, beta=beta, label_smoothing=label_smoothing)
-        self.reference = Reference(reference, finetune=policy.finetune, needed=self.loss.needs_reference)
+        self.reference = Reference(
+            reference, finetune=policy.finetune, fixed_rows=False, needed=self.loss.needs_reference
+        )
         self.policy: torch.nn.Module | None = None
         self.sampler: Sampler | None = None  # built in configure_model, so a bad reward is a one-line error
         self.pairs: Rollout | None = None
-        self.strict_loading = False  # checkpoints leave out an unrefreshed reference
 
     def configure_model(self) -> None:
         """Build the rewards first (a bad one fails before any model loads), the policy, reference and sampler."""
@@ -166,5 +172,13 @@ class OnlineDPO(LightningModule):
         return configure_optimizers(self, self.optimizer, self.lr_scheduler)
 
     def configure_callbacks(self) -> list[Callback]:
-        """The reference's part of the run: precompute, scheduled refreshes, what checkpoints keep."""
+        """The reference's part of the run: precompute when fit starts, scheduled refreshes."""
         return [ReferenceHooks(self.reference)]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The reference keeps its cache and refresh count, and its weights only once refreshed."""
+        self.reference.on_save_checkpoint(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the reference's cache and refresh count (before the weights load)."""
+        self.reference.on_load_checkpoint(checkpoint)

@@ -8,12 +8,13 @@ import torch
 from lightning import Callback, LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from lit_align.errors import LitAlignError
 from lit_align.losses.policy_gradient import clipped_policy_loss, clipped_value_loss
 from lit_align.metrics import explained_variance
 from lit_align.objectives.names import renamed
 from lit_align.objectives.online import Sampler, as_tensors, log_rollout, timed, validation_rollout, write_samples
 from lit_align.objectives.optim import configure_optimizers, manual_step, role_device
-from lit_align.ops.advantages import adaptive_kl_coef, gae, whiten
+from lit_align.ops.advantages import adaptive_kl_coef, gae, group_advantages, whiten
 from lit_align.ops.kl import kl_shaped_rewards
 from lit_align.ops.logprobs import masked_mean
 from lit_align.rewards.combine import OnRewardError, RewardSet, RewardSpec
@@ -47,6 +48,7 @@ class PPO(LightningModule):
         sampling: SamplingConfig = SamplingConfig(),  # noqa: B008
         eval_sampling: SamplingConfig = SamplingConfig(temperature=0.0),  # noqa: B008
         reference: ReferenceSpec | ReferenceKind = "auto",
+        center_scores: bool = False,
         kl_coef: float = 0.05,
         target_kl: float | None = None,
         kl_horizon: int = 10_000,
@@ -77,6 +79,9 @@ class PPO(LightningModule):
             sampling: Temperature, top-p, max new tokens and truncation masking for training rollouts.
             eval_sampling: Sampling for validation (greedy by default).
             reference: Where reference log-probs come from (:class:`~lit_align.roles.reference.ReferenceSpec`).
+            center_scores: Subtract from each score the mean score of its prompt's completions before the KL shaping
+                (a Bradley-Terry reward is only defined up to a per-prompt constant); needs
+                ``completions_per_prompt`` > 1.
             kl_coef: Weight of the per-token KL penalty folded into the rewards (initial value when adaptive).
             target_kl: Adapt ``kl_coef`` toward this KL per completion; None keeps it fixed.
             kl_horizon: Horizon of the adaptive controller, in completions.
@@ -101,24 +106,26 @@ class PPO(LightningModule):
         completions_per_prompt = renamed(
             completions_per_prompt,
             samples_per_prompt,
+            default=1,
             old="samples_per_prompt",
             new="completions_per_prompt",
             owner="PPO",
         )
-        gae_lambda = renamed(gae_lambda, lam, old="lam", new="gae_lambda", owner="PPO")
+        gae_lambda = renamed(gae_lambda, lam, default=0.95, old="lam", new="gae_lambda", owner="PPO")
+        if center_scores and completions_per_prompt < 2:
+            raise LitAlignError("model.init_args.center_scores: needs completions_per_prompt > 1 (a mean per prompt)")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "samples_per_prompt", "lam"])
         self.hparams.update(completions_per_prompt=completions_per_prompt, gae_lambda=gae_lambda)
         self.automatic_optimization = False
         self.policy_spec, self.value_spec = policy, value_model
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.sampling, self.eval_sampling = sampling, eval_sampling  # hparams holds them as plain dicts
-        self.reference = Reference(reference, finetune=policy.finetune)
+        self.reference = Reference(reference, finetune=policy.finetune, fixed_rows=False)
         self.policy: torch.nn.Module | None = None
         self.sampler: Sampler | None = None  # built in configure_model, so a bad reward is a one-line error
         self.value_backbone: torch.nn.Module | None = None
         self.value_head: ValueHead | None = None
         self.kl_coef = kl_coef
-        self.strict_loading = False  # checkpoints leave out an unrefreshed reference
 
     def configure_model(self) -> None:
         """Build policy, reference (copy or adapter-disabled), value head and the optional value model."""
@@ -155,6 +162,8 @@ class PPO(LightningModule):
             scores = self.sampler.score(samples)
             score = scores.total.to(self.device)  # (N,)
             known = ~score.isnan()  # unknown scores are left out of the update
+            if hp.center_scores:
+                score = group_advantages(score, hp.completions_per_prompt, "none")  # score - its prompt's mean
             rollout = samples.rollout
             rollout = rollout._replace(completion_mask=rollout.completion_mask & known.unsqueeze(-1))
             with torch.no_grad():
@@ -226,13 +235,15 @@ class PPO(LightningModule):
         return configure_optimizers(self, self.optimizer, self.lr_scheduler)
 
     def configure_callbacks(self) -> list[Callback]:
-        """The reference's part of the run: precompute, scheduled refreshes, what checkpoints keep."""
+        """The reference's part of the run: precompute when fit starts, scheduled refreshes."""
         return [ReferenceHooks(self.reference)]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the adaptive KL coefficient."""
+        """Keep the reference's state (cache, refreshes, refreshed weights) and the adaptive KL coefficient."""
+        self.reference.on_save_checkpoint(checkpoint)
         checkpoint["kl_coef"] = self.kl_coef
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the adaptive KL coefficient."""
+        """Restore the reference's state and the adaptive KL coefficient."""
+        self.reference.on_load_checkpoint(checkpoint)
         self.kl_coef = checkpoint.get("kl_coef", self.kl_coef)

@@ -225,7 +225,10 @@ def load_frozen(spec: ModelSpec, *, device: torch.device | None = None) -> PreTr
     ``lora`` loads the folder as it is (an adapter folder loads as its base plus the adapter); no new adapter is
     added, since nothing trains.
     """
-    model = _load_model(spec, quantize=Finetune(spec.finetune).quantized, device=device)
+    quantized = Finetune(spec.finetune).quantized
+    model = _load_model(spec, quantize=quantized, device=device)  # 4-bit weights load where they run
+    if device is not None and not quantized:
+        model.to(device)
     model.eval()
     model.requires_grad_(False)
     return model

@@ -66,12 +66,18 @@ class Reference(torch.nn.Module):
     """The reference role of an objective: builds it, computes its log-probs, refreshes and checkpoints it.
 
     It is a child module of the objective (``self.reference``), so a held reference moves with the module and is
-    sharded as a role. :meth:`build` binds it to the policy; objectives then call its methods and return
-    :class:`ReferenceHooks` from ``configure_callbacks`` for its part of a run.
+    sharded as a role. :meth:`build` binds it to the policy; objectives then call its methods, return
+    :class:`ReferenceHooks` from ``configure_callbacks``, and pass their checkpoints to it.
     """
 
     def __init__(
-        self, spec: ReferenceSpec | str = "auto", *, finetune: str = "full", needed: bool = True, key: str = KEY
+        self,
+        spec: ReferenceSpec | str = "auto",
+        *,
+        finetune: str = "full",
+        needed: bool = True,
+        fixed_rows: bool = True,
+        key: str = KEY,
     ) -> None:
         """Resolve ``auto`` and refuse kinds that do not fit the policy's ``finetune`` or the objective.
 
@@ -79,6 +85,7 @@ class Reference(torch.nn.Module):
             spec: A :class:`ReferenceSpec`, or just its kind.
             finetune: The policy's ``finetune`` (``full``, ``lora``, ``qlora``).
             needed: False when the objective's loss uses no reference (``auto`` then means ``none``).
+            fixed_rows: False for online objectives, whose completions are sampled anew (no ``precomputed``).
             key: Config key named in errors.
 
         Raises:
@@ -89,6 +96,8 @@ class Reference(torch.nn.Module):
         spec = ReferenceSpec(kind=spec) if isinstance(spec, str) else spec
         self.spec, self.key = spec, key
         self.kind = _resolve(spec, Finetune(finetune), needed, key)
+        if self.kind == "precomputed" and not fixed_rows:
+            raise LitAlignError(f"{key}: 'precomputed' needs fixed rows; this objective samples new completions")
         self.model: torch.nn.Module | None = None
         self.cache: dict[str, torch.Tensor] = {}  # precomputed: {split: (N, 2)}
         self.refreshes = 0
@@ -121,6 +130,14 @@ class Reference(torch.nn.Module):
             raise LitAlignError(
                 f"{self.key}.model: '{self.spec.model.name_or_path}' has a vocabulary of {theirs} tokens, the policy "
                 f"{ours}: the reference must share the policy's tokenizer"
+            )
+        if (
+            self.spec.refresh_every
+            and dict(self.model.named_parameters()).keys() != dict(policy.named_parameters()).keys()
+        ):
+            raise LitAlignError(
+                f"{self.key}.refresh_every: the reference model's weights do not match the policy's one for one "
+                "(another architecture, or a LoRA policy): it cannot be refreshed from it"
             )
 
     @contextmanager
@@ -171,21 +188,26 @@ class Reference(torch.nn.Module):
                 f"{self.key}: 'precomputed' needs a data module with ordered_dataloaders() (PairwiseDataModule, "
                 f"BinaryDataModule); {type(datamodule).__name__} has none"
             )
-        scorer = self.policy
+        scorer, device = self.policy, next(self.policy.parameters()).device
         if self.spec.model is not None:
-            scorer = load_frozen(self.spec.model, device=next(scorer.parameters()).device)
+            scorer = load_frozen(self.spec.model, device=device)
+        was_training = scorer.training
+        scorer.eval()  # no dropout in the cached values
         adapter_off = scorer.disable_adapter() if isinstance(scorer, PeftModel) else nullcontext()
-        with adapter_off:
-            for split, loader in datamodule.ordered_dataloaders().items():
-                parts = []
-                for batch in loader:
-                    batch = to_device(batch)
-                    logps = stacked_logps(scorer, batch)[0]  # (2B,)
-                    parts.append((batch["index"].cpu(), torch.stack(logps.float().chunk(2), dim=1).cpu()))
-                cache = torch.zeros(sum(len(i) for i, _ in parts), 2)
-                for index, values in parts:
-                    cache[index] = values
-                self.cache[split] = cache
+        try:
+            with adapter_off:
+                for split, loader in datamodule.ordered_dataloaders().items():
+                    parts = []
+                    for batch in loader:
+                        batch = to_device(batch)
+                        logps = stacked_logps(scorer, batch)[0]  # (2B,)
+                        parts.append((batch["index"].cpu(), torch.stack(logps.float().chunk(2), dim=1).cpu()))
+                    cache = torch.zeros(sum(len(i) for i, _ in parts), 2)
+                    for index, values in parts:
+                        cache[index] = values
+                    self.cache[split] = cache
+        finally:
+            scorer.train(was_training)
 
     @torch.no_grad()
     def refresh(self, mix: float | None = None) -> None:
@@ -207,14 +229,15 @@ class Reference(torch.nn.Module):
         self.refreshes += 1
 
     def maybe_refresh(self, step: int) -> None:
-        """Refresh once when ``step`` (optimizer steps taken) reaches a multiple of ``refresh_every``.
+        """Refresh once each time ``step`` (optimizer steps taken) reaches or passes a multiple of ``refresh_every``.
 
         :class:`ReferenceHooks` calls it at the start of a batch: a checkpoint written at the end of step k then never
         misses a refresh made at step k, and a run resumed from it refreshes at the same point as an uninterrupted
         one.
         """
         every = self.spec.refresh_every
-        if every and step > self.refreshed_at and step % every == 0:
+        # Under manual optimisation a batch can take several optimizer steps, so a multiple may be stepped over.
+        if every and step // every > self.refreshed_at // every:
             self.refresh()
             self.refreshed_at = step
 
@@ -235,33 +258,42 @@ class Reference(torch.nn.Module):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any], prefix: str = "reference.") -> None:
-        """Restore the cache and refresh count; a refreshed reference's weights load with the state dict.
+        """Restore the cache and refresh count, and complete the state dict's reference weights.
+
+        A refreshed reference's weights load with the state dict; an unrefreshed copy's are filled in from the rebuilt
+        one, so the objective loads strictly (a missing policy key is still an error).
 
         Raises:
             LitAlignError: The checkpoint says the reference was refreshed but holds no reference weights.
 
         """
         saved = checkpoint.get("reference", {})
-        self.cache = saved.get("cache", checkpoint.get("ref_cache", {}))  # ref_cache: checkpoints before 0.2
+        self.cache = saved.get("cache", checkpoint.get("ref_cache", {}))  # ref_cache: before the reference component
         self.refreshes, self.refreshed_at = saved.get("refreshes", 0), saved.get("refreshed_at", 0)
-        if self.refreshes and not any(k.startswith(prefix) for k in checkpoint["state_dict"]):
+        state = checkpoint.get("state_dict")  # absent when a strategy (FSDP2) loads the weights itself
+        if state is None or any(k.startswith(prefix) for k in state):
+            return
+        if self.refreshes:
             raise LitAlignError("checkpoint: the reference was refreshed but its weights are not in the checkpoint")
+        # An unrefreshed copy was left out: put back the one just rebuilt, so the module loads strictly.
+        state.update({prefix + k: v for k, v in self.state_dict().items()})
 
 
 class ReferenceHooks(Callback):
     """The reference's part of a Lightning run, returned by an objective's ``configure_callbacks``.
 
-    Precomputes log-probs when fit starts (``precomputed``), refreshes on schedule at the start of each batch, and
-    decides what of the reference a checkpoint keeps (the cache, the refresh count, refreshed weights).
+    Precomputes log-probs when fit starts (``precomputed``) and refreshes on schedule at the start of each batch.
+    What a checkpoint keeps is the objective's own ``on_save_checkpoint`` / ``on_load_checkpoint``, which call
+    :meth:`Reference.on_save_checkpoint` / :meth:`Reference.on_load_checkpoint`: module hooks also run for
+    weights-only checkpoints and ``load_from_checkpoint``, where callbacks are skipped.
 
     Args:
         reference: The objective's reference component.
-        prefix: Where the reference sits in the objective's state dict.
 
     """
 
-    def __init__(self, reference: Reference, prefix: str = "reference.") -> None:
-        self.reference, self.prefix = reference, prefix
+    def __init__(self, reference: Reference) -> None:
+        self.reference = reference
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Score every row once (``precomputed``; a cache restored from a checkpoint is kept)."""
@@ -273,20 +305,16 @@ class ReferenceHooks(Callback):
         """Refresh every ``refresh_every`` optimizer steps."""
         self.reference.maybe_refresh(trainer.global_step)
 
-    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
-        """See :meth:`Reference.on_save_checkpoint`."""
-        self.reference.on_save_checkpoint(checkpoint, self.prefix)
-
-    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
-        """See :meth:`Reference.on_load_checkpoint`."""
-        self.reference.on_load_checkpoint(checkpoint, self.prefix)
-
 
 def _resolve(spec: ReferenceSpec, finetune: Finetune, needed: bool, key: str) -> str:
     kind = spec.kind
+    if spec.refresh_every < 0 or not 0 < spec.refresh_mix <= 1:
+        raise LitAlignError(f"{key}: refresh_every must be >= 0 and refresh_mix in (0, 1]")
+    if spec.refresh_mix != 1.0 and not spec.refresh_every:
+        raise LitAlignError(f"{key}.refresh_mix: has no effect without refresh_every")
     if not needed:
-        if kind not in ("auto", "none"):
-            raise LitAlignError(f"{key}: this loss uses no reference; remove the key or set it to 'none' (got {kind})")
+        if kind not in ("auto", "none") or spec.model is not None or spec.refresh_every:
+            raise LitAlignError(f"{key}: this loss uses no reference; remove the key or set it to 'none'")
         return "none"
     if kind == "none":
         raise LitAlignError(f"{key}: this loss needs a reference; 'none' cannot work (use auto)")
@@ -298,8 +326,6 @@ def _resolve(spec: ReferenceSpec, finetune: Finetune, needed: bool, key: str) ->
         raise LitAlignError(f"{key}.model: kind 'model' needs the reference model (name_or_path)")
     if spec.model is not None and kind not in ("model", "precomputed"):
         raise LitAlignError(f"{key}.model: only used with kind 'model' or 'precomputed', not '{kind}'")
-    if spec.refresh_every < 0 or not 0 < spec.refresh_mix <= 1:
-        raise LitAlignError(f"{key}: refresh_every must be >= 0 and refresh_mix in (0, 1]")
     if spec.refresh_every and kind not in ("copy", "model"):
         raise LitAlignError(f"{key}.refresh_every: a '{kind}' reference cannot be refreshed (use copy or model)")
     return kind

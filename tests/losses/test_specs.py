@@ -39,10 +39,10 @@ def test_the_literal_lists_every_spec():
 
 def test_capabilities():
     needs = {name: spec.needs_reference for name, spec in PREFERENCE_LOSSES.items()}
-    assert needs == {n: n not in ("simpo", "cpo", "orpo") for n in PREFERENCE_LOSSES}
+    assert needs == {n: n not in ("simpo", "cpo", "cpo_simpo", "orpo") for n in PREFERENCE_LOSSES}
     normalised = {n for n, s in PREFERENCE_LOSSES.items() if s.length_normalized}
-    assert normalised == {"ipo", "simpo", "cpo", "orpo"}
-    assert {n for n, s in PREFERENCE_LOSSES.items() if s.sft_weight} == {"rpo", "cpo", "orpo"}
+    assert normalised == {"ipo", "simpo", "cpo_simpo", "orpo"}
+    assert {n for n, s in PREFERENCE_LOSSES.items() if s.sft_weight} == {"rpo", "cpo", "cpo_simpo", "orpo"}
 
 
 def test_ipo_is_length_normalised_by_default_and_summed_as_an_option():
@@ -86,9 +86,13 @@ def test_rpo_and_cpo_add_the_nll_with_either_normalisation():
     per_sequence = _call(preference_loss_spec("rpo", beta=beta, sft_weight=0.5, nll_normalization="sequence"))
     nll = -sum(PC[i] / LC[i] for i in range(3)) / 3
     assert per_sequence.loss.item() == pytest.approx(sum(dpo) / 3 + 0.5 * nll, abs=1e-12)
-    cpo = _call(preference_loss_spec("cpo", beta=2.0, simpo_gamma=0.5), with_reference=False)
+    # CPO (Xu et al., 2024): -log sigmoid(beta (log pi_c - log pi_r)) on summed log-probs, beta 0.1, plus the NLL
+    cpo = _call(preference_loss_spec("cpo"), with_reference=False)
+    cpo_terms = [-_logsig(0.1 * (PC[i] - PR[i])) for i in range(3)]
+    assert cpo.loss.item() == pytest.approx(sum(cpo_terms) / 3 - sum(PC) / sum(LC), abs=1e-12)
+    cpo_simpo = _call(preference_loss_spec("cpo_simpo", beta=2.0, simpo_gamma=0.5), with_reference=False)
     simpo = [-_logsig(2.0 * PC[i] / LC[i] - 2.0 * PR[i] / LR[i] - 0.5) for i in range(3)]
-    assert cpo.loss.item() == pytest.approx(sum(simpo) / 3 - sum(PC) / sum(LC), abs=1e-12)
+    assert cpo_simpo.loss.item() == pytest.approx(sum(simpo) / 3 - sum(PC) / sum(LC), abs=1e-12)
     plain = _call(preference_loss_spec("simpo", beta=2.0, simpo_gamma=0.5), with_reference=False)
     assert plain.loss.item() == pytest.approx(sum(simpo) / 3, abs=1e-12)
 
@@ -107,5 +111,11 @@ def test_unknown_values_are_refused_with_the_config_key():
         preference_loss_spec("dpo")
     with pytest.raises(LitAlignError, match=r"sft_weight: must be >= 0"):
         preference_loss_spec("sigmoid", sft_weight=-1.0)
+    with pytest.raises(LitAlignError, match=r"beta: must be > 0"):
+        preference_loss_spec("sigmoid", beta=0.0)
+    with pytest.raises(LitAlignError, match=r"label_smoothing: must be in \[0, 0.5\) for 'robust'"):
+        preference_loss_spec("robust", label_smoothing=0.5)
+    with pytest.raises(LitAlignError, match=r"nll_normalization: has no effect without sft_weight"):
+        preference_loss_spec("sigmoid", nll_normalization="sequence")
     assert preference_loss_spec("robust").params == {"beta": 0.1, "label_smoothing": 0.1}
     assert preference_loss_spec("robust", label_smoothing=None).params["label_smoothing"] == 0.1  # None: default

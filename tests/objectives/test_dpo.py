@@ -13,7 +13,7 @@ from lit_align.losses.specs import PREFERENCE_LOSSES
 from lit_align.objectives import DPO, ORPO, SimPO
 from lit_align.roles.models import ModelSpec
 from lit_align.roles.paths import resolve_model_path
-from lit_align.roles.reference import ReferenceHooks, ReferenceSpec
+from lit_align.roles.reference import ReferenceSpec
 
 TINY = "lit-align/tiny-sft"
 
@@ -150,7 +150,7 @@ def test_checkpoint_leaves_out_the_frozen_reference(tmp_path):
     module = DPO(policy=ModelSpec(name_or_path=TINY), reference="copy")
     module.configure_model()
     checkpoint = {"state_dict": module.state_dict()}
-    ReferenceHooks(module.reference).on_save_checkpoint(None, module, checkpoint)
+    module.on_save_checkpoint(checkpoint)
     assert checkpoint["state_dict"] and not any(k.startswith("reference.") for k in checkpoint["state_dict"])
 
 
@@ -186,11 +186,14 @@ def test_old_simpo_and_orpo_class_paths_build_the_same_specs():
     with pytest.warns(FutureWarning, match="SimPO: 'gamma' is deprecated, use 'simpo_gamma'"):
         simpo = SimPO(policy=ModelSpec(name_or_path=TINY), beta=2.5, gamma=0.3)
     assert simpo.loss.name == "simpo" and simpo.loss.params == {"beta": 2.5, "simpo_gamma": 0.3}
-    assert SimPO(policy=ModelSpec(name_or_path=TINY), sft_weight=1.0).loss.name == "cpo"
+    assert SimPO(policy=ModelSpec(name_or_path=TINY), sft_weight=1.0).loss.name == "cpo_simpo"
     with pytest.warns(FutureWarning, match="ORPO: 'lam' is deprecated, use 'beta'"):
         orpo = ORPO(policy=ModelSpec(name_or_path=TINY), lam=0.2)
     assert orpo.loss.name == "orpo" and orpo.loss.params == {"beta": 0.2} and orpo.loss.sft_weight == 1.0
     assert simpo.reference.kind == orpo.reference.kind == "none"
+    assert "lam" not in orpo.hparams and "gamma" not in simpo.hparams
+    with pytest.raises(LitAlignError, match="model.init_args.lam: give only 'beta'"):
+        ORPO(policy=ModelSpec(name_or_path=TINY), beta=0.2, lam=0.5)
 
 
 def test_row_counts_reach_the_csv_log(tmp_path):

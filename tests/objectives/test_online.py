@@ -2,11 +2,13 @@
 
 import csv
 
+import pytest
 import torch
 from lightning import Trainer
 from lightning.pytorch.loggers import CSVLogger
 
 from lit_align.data import DataSource, PromptDataModule
+from lit_align.errors import LitAlignError
 from lit_align.objectives import PPO, OnlineDPO
 from lit_align.rewards import RewardSpec
 from lit_align.roles.models import ModelSpec
@@ -70,3 +72,29 @@ def test_online_dpo_trains_on_sampled_pairs(tmp_path):
     for name in ("rewards/margins", "rewards/accuracies", "kl", "pairs_per_prompt", "reward", "timing/generation"):
         assert f"train/{name}" in names, name
     assert module.reference.model is not None
+
+
+def test_ppo_center_scores_gives_each_prompt_a_zero_mean_score(tmp_path, monkeypatch):
+    import lit_align.objectives.ppo as ppo_module
+
+    seen = []
+    original = ppo_module.kl_shaped_rewards
+
+    def spy(scores, *args, **kwargs):
+        seen.append(scores.detach().clone())
+        return original(scores, *args, **kwargs)
+
+    monkeypatch.setattr(ppo_module, "kl_shaped_rewards", spy)
+    varied = [RewardSpec("tests.objectives.test_online.text_length")]  # differs between sampled completions
+    hot = SamplingConfig(max_new_tokens=6, temperature=3.0)  # varied samples within each prompt
+    module = PPO(rewards=varied, sampling=hot, completions_per_prompt=3, center_scores=True, ppo_epochs=1)
+    _fit(tmp_path, module, max_steps=1, batches=1)
+    grouped = seen[0].view(-1, 3)
+    assert grouped.abs().sum() > 0 and torch.allclose(grouped.mean(-1), torch.zeros(len(grouped)), atol=1e-6)
+    with pytest.raises(LitAlignError, match="center_scores: needs completions_per_prompt > 1"):
+        PPO(rewards=varied, center_scores=True)
+
+
+def text_length(prompts, completions, **columns):
+    """A reward that differs between different samples: the sum of the completion's character codes / 100."""
+    return [sum(map(ord, c if isinstance(c, str) else c[0]["content"])) / 100 for c in completions]

@@ -25,19 +25,23 @@ def _log_odds(mean):
 
 
 def _by_hand(loss_type, pc, pr, lc, lr):
-    """SimPO Eq. 6 on per-token means; CPO adds the chosen NLL (token mean); ORPO: NLL + lambda * odds-ratio term."""
+    """SimPO Eq. 6 on per-token means; CPO-SimPO adds the chosen NLL (token mean); ORPO: NLL + lambda * odds term."""
     n = len(pc)
     nll = -sum(pc) / sum(lc)
     if loss_type == "orpo":
         ratio = [-0.2 * _logsig(_log_odds(pc[i] / lc[i]) - _log_odds(pr[i] / lr[i])) for i in range(n)]
         return nll + sum(ratio) / n
     simpo = sum(-_logsig(2.5 * pc[i] / lc[i] - 2.5 * pr[i] / lr[i] - 0.3) for i in range(n)) / n
-    return simpo + (nll if loss_type == "cpo" else 0.0)
+    return simpo + (nll if loss_type == "cpo_simpo" else 0.0)
 
 
 @pytest.mark.parametrize(
     ("loss_type", "kwargs"),
-    [("simpo", {"beta": 2.5, "simpo_gamma": 0.3}), ("cpo", {"beta": 2.5, "simpo_gamma": 0.3}), ("orpo", {"beta": 0.2})],
+    [
+        ("simpo", {"beta": 2.5, "simpo_gamma": 0.3}),
+        ("cpo_simpo", {"beta": 2.5, "simpo_gamma": 0.3}),
+        ("orpo", {"beta": 0.2}),
+    ],
 )
 def test_reference_free_losses_train_without_a_reference_and_match_the_formula(tmp_path, loss_type, kwargs):
     module = DPO(

@@ -10,7 +10,7 @@ from lit_align.embedded import embedded_model_path
 from lit_align.errors import LitAlignError
 from lit_align.objectives import DPO
 from lit_align.roles.models import ModelSpec, load_policy
-from lit_align.roles.reference import Reference, ReferenceHooks, ReferenceSpec
+from lit_align.roles.reference import Reference, ReferenceSpec
 from tests.roles.test_models import _batch, _train_steps
 from tests.runtime.test_callbacks import _fit
 
@@ -56,7 +56,7 @@ def test_full_finetune_reference_is_a_frozen_copy():
 
 def test_hard_and_soft_refresh_by_hand():
     policy = load_policy(ModelSpec(name_or_path=BASE))
-    reference = Reference(ReferenceSpec(kind="copy", refresh_mix=0.25))
+    reference = Reference(ReferenceSpec(kind="copy", refresh_every=100, refresh_mix=0.25))
     reference.build(policy)
     start = {n: p.detach().clone() for n, p in reference.model.named_parameters()}
     _train_steps(policy)
@@ -128,7 +128,7 @@ def test_unrefreshed_copy_stays_out_of_the_checkpoint():
     module, _ = _dpo_with_refresh()
     module.configure_model()
     checkpoint = {"state_dict": module.state_dict()}
-    ReferenceHooks(module.reference).on_save_checkpoint(None, module, checkpoint)
+    module.on_save_checkpoint(checkpoint)
     assert not any(k.startswith("reference.") for k in checkpoint["state_dict"])
     assert checkpoint["reference"]["refreshes"] == 0
 
@@ -140,3 +140,40 @@ def test_separate_reference_must_share_the_vocabulary(tmp_path):
     reference = Reference(ReferenceSpec(kind="model", model=ModelSpec(name_or_path=str(tmp_path / "small"))))
     with pytest.raises(LitAlignError, match="reference.model: .* must share the policy's tokenizer"):
         reference.build(load_policy(ModelSpec(name_or_path=BASE)))
+
+
+def test_refresh_schedule_under_several_optimizer_steps_per_batch():
+    """PPO / GRPO take several optimizer steps per batch, so a multiple of refresh_every can be stepped over."""
+    policy = load_policy(ModelSpec(name_or_path=BASE))
+    reference = Reference(ReferenceSpec(kind="copy", refresh_every=10))
+    reference.build(policy)
+    done = []
+    for step in (0, 4, 8, 12, 16, 20, 24, 28, 32):
+        before = reference.refreshes
+        reference.maybe_refresh(step)
+        if reference.refreshes > before:
+            done.append(step)
+    assert done == [12, 20, 32]  # the first batch start at or past 10, 20 and 30
+
+
+def test_meaningless_reference_settings_are_refused():
+    with pytest.raises(LitAlignError, match="this loss uses no reference"):
+        Reference(ReferenceSpec(refresh_every=10), needed=False)  # GRPO with kl_coef 0 and a refresh schedule
+    with pytest.raises(LitAlignError, match="refresh_mix: has no effect without refresh_every"):
+        Reference(ReferenceSpec(kind="copy", refresh_mix=0.5))
+    with pytest.raises(LitAlignError, match="'precomputed' needs fixed rows"):
+        Reference("precomputed", fixed_rows=False)
+
+
+def test_unrefreshed_checkpoint_loads_strictly():
+    module, _ = _dpo_with_refresh()
+    module.configure_model()
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    fresh, _ = _dpo_with_refresh()
+    fresh.configure_model()
+    fresh.on_load_checkpoint(checkpoint)  # fills the left-out copy from the rebuilt one
+    fresh.load_state_dict(checkpoint["state_dict"], strict=True)
+    del checkpoint["state_dict"]["policy.lm_head.weight"]
+    with pytest.raises(RuntimeError, match="Missing key"):
+        fresh.load_state_dict(checkpoint["state_dict"], strict=True)

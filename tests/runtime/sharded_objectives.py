@@ -1,5 +1,6 @@
-"""Run by tests/test_fsdp.py under ``torch.distributed.run`` with 2 CPU processes: every objective not covered there
-trains 2 steps with its roles sharded by FSDP2Strategy; prints ``trained <name>`` when its trainable weights moved."""
+"""Run by tests/runtime/test_sharding.py under ``torch.distributed.run`` with 2 CPU processes: every objective not
+covered there trains 2 steps with its roles sharded by FSDP2Strategy; prints ``trained <name>`` when its trainable
+weights moved."""
 
 import sys
 
