@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightning import Callback, LightningModule
+from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lit_align.losses.specs import LossType, NLLNormalization, preference_loss_spec
@@ -13,13 +13,13 @@ from lit_align.metrics import log_metrics, preference_metrics, sequence_kl
 from lit_align.objectives.names import renamed
 from lit_align.objectives.optim import configure_optimizers, role_device
 from lit_align.roles.models import ModelSpec, load_policy
-from lit_align.roles.reference import Reference, ReferenceHooks, ReferenceKind, ReferenceSpec
+from lit_align.roles.reference import Reference, ReferenceKind, ReferenceSpec, WithReference
 from lit_align.roles.scoring import stacked_logps
 from lit_align.runtime.distributed import token_normalizer
 from lit_align.types import PairwiseBatch
 
 
-class DPO(LightningModule):
+class DPO(WithReference, LightningModule):
     """Pairwise preference optimisation: DPO and every variant in :data:`lit_align.losses.specs.PREFERENCE_LOSSES`.
 
     ``loss_type`` picks a spec, which knows whether it needs a reference, whether it length-normalises, and its
@@ -127,18 +127,6 @@ class DPO(LightningModule):
     def configure_optimizers(self) -> Any:
         """Optimizer over trainable parameters (never the frozen reference)."""
         return configure_optimizers(self, self.optimizer, self.lr_scheduler)
-
-    def configure_callbacks(self) -> list[Callback]:
-        """The reference's part of the run: precompute when fit starts, scheduled refreshes."""
-        return [ReferenceHooks(self.reference)]
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The reference keeps its cache and refresh count, and its weights only once refreshed."""
-        self.reference.on_save_checkpoint(checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the reference's cache and refresh count (before the weights load)."""
-        self.reference.on_load_checkpoint(checkpoint)
 
 
 class SimPO(DPO):

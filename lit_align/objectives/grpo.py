@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from lightning import Callback, LightningModule
+from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lit_align.losses.policy_gradient import LossNormalization, clipped_policy_loss
@@ -16,7 +16,7 @@ from lit_align.ops.advantages import AdvantageScale, group_advantages
 from lit_align.ops.logprobs import masked_mean
 from lit_align.rewards.combine import OnRewardError, RewardSet, RewardSpec
 from lit_align.roles.models import ModelSpec, load_policy
-from lit_align.roles.reference import Reference, ReferenceHooks, ReferenceKind, ReferenceSpec
+from lit_align.roles.reference import Reference, ReferenceKind, ReferenceSpec, WithReference
 from lit_align.rollout import Rollout, SamplingConfig, completion_logps
 from lit_align.runtime.distributed import mean_over_ranks
 from lit_align.types import PromptBatch
@@ -24,7 +24,7 @@ from lit_align.types import PromptBatch
 ARITHMETIC = RewardSpec("lit_align.rewards.arithmetic_answer")
 
 
-class GRPO(LightningModule):
+class GRPO(WithReference, LightningModule):
     """Group Relative Policy Optimisation (Shao et al., 2024; arXiv:2402.03300) with the DAPO / Dr. GRPO options.
 
     Each training step: sample ``completions_per_prompt`` completions of every prompt -> score them with the rewards ->
@@ -176,15 +176,3 @@ class GRPO(LightningModule):
     def configure_optimizers(self) -> Any:
         """Optimizer over trainable parameters (never the frozen reference)."""
         return configure_optimizers(self, self.optimizer, self.lr_scheduler)
-
-    def configure_callbacks(self) -> list[Callback]:
-        """The reference's part of the run: precompute when fit starts, scheduled refreshes."""
-        return [ReferenceHooks(self.reference)]
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The reference keeps its cache and refresh count, and its weights only once refreshed."""
-        self.reference.on_save_checkpoint(checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the reference's cache and refresh count (before the weights load)."""
-        self.reference.on_load_checkpoint(checkpoint)

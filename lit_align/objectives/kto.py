@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightning import Callback, LightningModule
+from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lit_align.losses.kto import kto_loss, kto_reference_point
@@ -13,13 +13,13 @@ from lit_align.losses.sft import sequence_nll_loss
 from lit_align.metrics import kto_metrics, log_metrics
 from lit_align.objectives.optim import configure_optimizers, role_device
 from lit_align.roles.models import ModelSpec, load_policy
-from lit_align.roles.reference import Reference, ReferenceHooks, ReferenceKind, ReferenceSpec
+from lit_align.roles.reference import Reference, ReferenceKind, ReferenceSpec, WithReference
 from lit_align.roles.scoring import stacked_logps
 from lit_align.runtime.distributed import sum_over_ranks, token_normalizer
 from lit_align.types import BinaryBatch
 
 
-class KTO(LightningModule):
+class KTO(WithReference, LightningModule):
     """KTO with the paper's batch KL reference point z0, reduced over every process's mismatched pairs.
 
     Logs ``{stage}/loss``, ``kl`` (the reference point z0), ``rewards/chosen`` and ``rewards/rejected`` (mean
@@ -116,15 +116,3 @@ class KTO(LightningModule):
     def configure_optimizers(self) -> Any:
         """Optimizer over trainable parameters (never the frozen reference)."""
         return configure_optimizers(self, self.optimizer, self.lr_scheduler)
-
-    def configure_callbacks(self) -> list[Callback]:
-        """The reference's part of the run: precompute when fit starts, scheduled refreshes."""
-        return [ReferenceHooks(self.reference)]
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The reference keeps its cache and refresh count, and its weights only once refreshed."""
-        self.reference.on_save_checkpoint(checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the reference's cache and refresh count (before the weights load)."""
-        self.reference.on_load_checkpoint(checkpoint)

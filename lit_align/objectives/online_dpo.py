@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightning import Callback, LightningModule
+from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lit_align.errors import LitAlignError
@@ -17,7 +17,7 @@ from lit_align.objectives.optim import configure_optimizers, manual_step, role_d
 from lit_align.ops.pairs import best_and_worst
 from lit_align.rewards.combine import OnRewardError, RewardSet, RewardSpec
 from lit_align.roles.models import ModelSpec, load_policy
-from lit_align.roles.reference import Reference, ReferenceHooks, ReferenceKind, ReferenceSpec
+from lit_align.roles.reference import Reference, ReferenceKind, ReferenceSpec, WithReference
 from lit_align.rollout import Rollout, SamplingConfig, completion_logps
 from lit_align.runtime.distributed import token_normalizer
 from lit_align.types import PromptBatch
@@ -25,7 +25,7 @@ from lit_align.types import PromptBatch
 ARITHMETIC = RewardSpec("lit_align.rewards.arithmetic_answer")
 
 
-class OnlineDPO(LightningModule):
+class OnlineDPO(WithReference, LightningModule):
     """Online DPO (Guo et al., 2024; arXiv:2402.04792) and iterative DPO (Xu et al., 2023; arXiv:2312.16682).
 
     Each step samples ``completions_per_prompt`` completions per prompt from the current policy, scores them with the
@@ -170,15 +170,3 @@ class OnlineDPO(LightningModule):
     def configure_optimizers(self) -> Any:
         """Optimizer over trainable parameters (never the frozen reference)."""
         return configure_optimizers(self, self.optimizer, self.lr_scheduler)
-
-    def configure_callbacks(self) -> list[Callback]:
-        """The reference's part of the run: precompute when fit starts, scheduled refreshes."""
-        return [ReferenceHooks(self.reference)]
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The reference keeps its cache and refresh count, and its weights only once refreshed."""
-        self.reference.on_save_checkpoint(checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the reference's cache and refresh count (before the weights load)."""
-        self.reference.on_load_checkpoint(checkpoint)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightning import Callback, LightningModule
+from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lit_align.errors import LitAlignError
@@ -19,7 +19,7 @@ from lit_align.ops.kl import kl_shaped_rewards
 from lit_align.ops.logprobs import masked_mean
 from lit_align.rewards.combine import OnRewardError, RewardSet, RewardSpec
 from lit_align.roles.models import ModelSpec, load_policy
-from lit_align.roles.reference import Reference, ReferenceHooks, ReferenceKind, ReferenceSpec
+from lit_align.roles.reference import Reference, ReferenceKind, ReferenceSpec, WithReference
 from lit_align.rollout import Rollout, SamplingConfig, ValueHead, completion_logps
 from lit_align.runtime.distributed import mean_over_ranks, world_size
 from lit_align.types import PromptBatch
@@ -27,7 +27,7 @@ from lit_align.types import PromptBatch
 REWARD_MODEL = RewardSpec("lit_align.rewards.RewardModelScorer", kwargs={"path": "runs/rm/hf_model"})
 
 
-class PPO(LightningModule):
+class PPO(WithReference, LightningModule):
     """PPO for RLHF (Ziegler et al., 2019, arXiv:1909.08593; Ouyang et al., 2022, arXiv:2203.02155).
 
     Each training step: sample completions -> score them (a reward model by default) -> per-token rewards
@@ -234,16 +234,12 @@ class PPO(LightningModule):
         """One optimizer over the policy, the value head and the value model (never the frozen reference)."""
         return configure_optimizers(self, self.optimizer, self.lr_scheduler)
 
-    def configure_callbacks(self) -> list[Callback]:
-        """The reference's part of the run: precompute when fit starts, scheduled refreshes."""
-        return [ReferenceHooks(self.reference)]
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the reference's state (cache, refreshes, refreshed weights) and the adaptive KL coefficient."""
-        self.reference.on_save_checkpoint(checkpoint)
+        super().on_save_checkpoint(checkpoint)
         checkpoint["kl_coef"] = self.kl_coef
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore the reference's state and the adaptive KL coefficient."""
-        self.reference.on_load_checkpoint(checkpoint)
+        super().on_load_checkpoint(checkpoint)
         self.kl_coef = checkpoint.get("kl_coef", self.kl_coef)

@@ -306,6 +306,29 @@ class ReferenceHooks(Callback):
         self.reference.maybe_refresh(trainer.global_step)
 
 
+class WithReference:
+    """Mixin for a LightningModule that owns ``self.reference``: the reference's callback and checkpoint part.
+
+    ``configure_callbacks`` returns :class:`ReferenceHooks`; ``on_save_checkpoint`` / ``on_load_checkpoint`` hand the
+    checkpoint to the reference (module hooks, so they also run for weights-only checkpoints and
+    ``load_from_checkpoint``). An objective that keeps more in its checkpoints overrides them and calls ``super()``.
+    """
+
+    reference: Reference
+
+    def configure_callbacks(self) -> list[Callback]:
+        """The reference's part of the run: precompute when fit starts, scheduled refreshes."""
+        return [ReferenceHooks(self.reference)]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The reference keeps its cache and refresh count, and its weights only once refreshed."""
+        self.reference.on_save_checkpoint(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the reference's cache and refresh count (before the weights load)."""
+        self.reference.on_load_checkpoint(checkpoint)
+
+
 def _resolve(spec: ReferenceSpec, finetune: Finetune, needed: bool, key: str) -> str:
     kind = spec.kind
     if spec.refresh_every < 0 or not 0 < spec.refresh_mix <= 1:
