@@ -3,10 +3,14 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from lightning import Callback
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,3 +52,25 @@ class SignalAtStep(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step and trainer.global_rank == self.rank:
             os.kill(os.getpid(), signal.Signals[self.signal])
+
+
+def _gloo_worker(rank: int, port: int, out: dict, compute: Callable[[int], object]) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        gathered = [None, None]
+        dist.all_gather_object(gathered, compute(rank))
+        if rank == 0:
+            out.update(ranks=gathered)
+    finally:
+        dist.destroy_process_group()
+
+
+def run_on_two_processes(compute: Callable[[int], object]) -> list:
+    """Run ``compute(rank)`` (a module-level function) in 2 CPU processes joined over gloo; return both results."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = mp.Manager().dict()
+    mp.spawn(_gloo_worker, args=(port, out, compute), nprocs=2, join=True)
+    return out["ranks"]

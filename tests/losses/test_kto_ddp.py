@@ -1,14 +1,10 @@
 """KTO's reference point z0 with 2 CPU processes (gloo) equals the one-process value of the same global batch."""
 
-import os
-import socket
-
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from lit_align.losses.kto import kto_loss, kto_reference_point
 from lit_align.runtime.distributed import sum_over_ranks
+from tests.helpers import run_on_two_processes
 
 # Mismatched pairs' log-ratios pi - ref: rank 0 holds (+3, +1), rank 1 holds (-1,) (unequal shares on purpose).
 POLICY_KL = [[0.0, 0.0], [0.0]]
@@ -18,28 +14,16 @@ REF = [[-1.5, -1.0], [-1.0]]
 DESIRABLE = [[True, False], [True]]
 
 
-def _worker(rank: int, port: int, out: dict) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+def _rank(rank: int) -> dict:
     z0 = kto_reference_point(
         torch.tensor(POLICY_KL[rank]), torch.tensor(REF_KL[rank]), sum_over_processes=sum_over_ranks
     )
     losses = kto_loss(torch.tensor(POLICY[rank]), torch.tensor(REF[rank]), z0, torch.tensor(DESIRABLE[rank])).losses
-    gathered = [None, None]
-    dist.all_gather_object(gathered, {"z0": z0.item(), "losses": losses.tolist()})
-    if rank == 0:
-        out.update(ranks=gathered)
-    dist.destroy_process_group()
+    return {"z0": z0.item(), "losses": losses.tolist()}
 
 
 def test_two_processes_share_the_global_reference_point():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    manager = mp.Manager()
-    out = manager.dict()
-    mp.spawn(_worker, args=(port, out), nprocs=2, join=True)
-    ranks = out["ranks"]
+    ranks = run_on_two_processes(_rank)
     flat = [x for part in POLICY_KL for x in part], [x for part in REF_KL for x in part]
     single = kto_reference_point(torch.tensor(flat[0]), torch.tensor(flat[1])).item()  # (3 + 1 - 1) / 3 = 1
     assert single == 1.0

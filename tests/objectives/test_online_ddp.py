@@ -1,24 +1,18 @@
 """With 2 DDP ranks on CPU (gloo): each prompt's G completions stay on one rank, and distinct-2 is global."""
 
-import os
-import socket
-
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, DistributedSampler
 
 from lit_align.data import DataSource, PromptDataModule
 from lit_align.metrics import distinct_n
 from lit_align.objectives.online import global_distinct_2
 from lit_align.rollout import Rollout, repeat_prompts
+from tests.helpers import run_on_two_processes
 
 G = 4
 
 
-def _worker(rank: int, port: int, out: dict) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+def _rank(rank: int) -> dict:
     dm = PromptDataModule(source=DataSource(num_rows=12, num_val_rows=4), batch_size=3)
     dm.setup("fit")
     loader = dm.train_dataloader()
@@ -37,21 +31,11 @@ def _worker(rank: int, port: int, out: dict) -> None:
     ids = torch.tensor([[1, 2, 3, 0], [1, 2, 9, 9]]) + rank * torch.tensor([[0, 0, 5, 0], [0, 0, 0, 0]])
     mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
     rollout = Rollout(ids, ids.new_ones(ids.shape), ids, mask, torch.zeros(2, dtype=torch.bool))
-    gathered = [None, None]
-    dist.all_gather_object(gathered, {"seen": seen, "distinct": global_distinct_2(rollout).item()})
-    if rank == 0:
-        out.update(ranks=gathered)
-    dist.destroy_process_group()
+    return {"seen": seen, "distinct": global_distinct_2(rollout).item()}
 
 
 def test_groups_stay_whole_and_distinct_2_is_global():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    manager = mp.Manager()
-    out = manager.dict()
-    mp.spawn(_worker, args=(port, out), nprocs=2, join=True)
-    ranks = out["ranks"]
+    ranks = run_on_two_processes(_rank)
     prompts = [{i for i, _ in r["seen"]} for r in ranks]
     assert prompts[0] and prompts[1] and not prompts[0] & prompts[1]  # each prompt lives on one rank only
     for r in ranks:
