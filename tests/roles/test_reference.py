@@ -109,7 +109,7 @@ def test_refreshed_reference_equals_the_policy_and_stays_frozen_between_refreshe
 
 
 def test_resume_after_a_refresh_matches_the_uninterrupted_run(tmp_path):
-    """Refresh at step 2, checkpoint at step 3, resume to step 6 (refreshes at 4 and 6 too): the same weights as
+    """Refresh at step 2, checkpoint at step 3, resume to step 6 (another refresh at 4): the same weights as
     one run of 6 steps. Fails if the refreshed reference is left out of the checkpoint (the resumed run would score
     against the initial policy, or stop with an error)."""
     _, straight = _fit(tmp_path / "a", _dpo_with_refresh, 6)
