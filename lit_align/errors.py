@@ -22,3 +22,19 @@ class DataError(LitAlignError):
 
 class ModelLoadError(LitAlignError):
     """A model or tokenizer that cannot be loaded; the message names the config key that set its path."""
+
+
+class ConfigError(LitAlignError):
+    """A config value outside its domain or a meaningless combination; the message starts with the config key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+class CheckpointError(LitAlignError):
+    """A checkpoint that is missing, truncated or damaged, or refused as unsafe; the message names the path."""
+
+
+class SignalError(LitAlignError):
+    """A training signal with nothing to learn from (e.g. no usable reward for many batches in a row)."""

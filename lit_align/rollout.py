@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 import torch.distributed as dist
 
+from lit_align.domains import NonNegativeFloat, PositiveInt, TopP, check_fields
 from lit_align.ops.logprobs import token_logps
 from lit_align.types import PromptBatch
 
@@ -28,10 +29,14 @@ class SamplingConfig:
 
     """
 
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 16
+    temperature: NonNegativeFloat = 1.0
+    top_p: TopP = 1.0
+    max_new_tokens: PositiveInt = 16
     mask_truncated: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse values outside their domain (see :mod:`lit_align.domains`)."""
+        check_fields(self)
 
 
 class Rollout(NamedTuple):

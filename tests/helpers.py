@@ -74,3 +74,26 @@ def run_on_two_processes(compute: Callable[[int], object]) -> list:
     out = mp.Manager().dict()
     mp.spawn(_gloo_worker, args=(port, out, compute), nprocs=2, join=True)
     return out["ranks"]
+
+
+def run_in_process(*args: str) -> tuple[int, str]:
+    """Run ``lit-align <args>`` in this process; return (exit code, what it printed to stderr).
+
+    Much faster than :func:`run_lit_align` (no new interpreter, imports already done), for the many bad-input cases.
+    An exception that escapes ``main`` (a traceback a user would see) fails the calling test.
+    """
+    import contextlib
+    import io
+    import warnings
+
+    from lit_align.commands import main
+
+    err = io.StringIO()
+    code = 0
+    with contextlib.redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return code, err.getvalue()

@@ -6,40 +6,89 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+import traceback
+from pathlib import Path
 
 from jsonargparse import ArgumentError
 
 from lit_align.errors import LitAlignError
 
+TRACEBACK_ENV = "LIT_ALIGN_TRACEBACK"
+"""Set to 1 to see the full traceback of a user error too (for a bug report)."""
+
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``lit-align`` console script; user mistakes exit with one line and code 2."""
-    args = sys.argv[1:] if argv is None else argv
+    """Entry point of the ``lit-align`` console script; user mistakes exit with one line and code 2.
+
+    User mistakes are :class:`LitAlignError` (bad data, config values, checkpoints, rewards), jsonargparse's
+    config errors, and the configuration errors Lightning raises itself (see :func:`lightning_config_error`).
+    Anything else is a bug in lit-align and keeps its traceback. With ``LIT_ALIGN_TRACEBACK=1`` user errors show
+    their traceback as well.
+    """
     try:
-        if args and args[0] == "evaluate":
-            from lit_align.commands.evaluate import evaluate_cli
-
-            evaluate_cli(args[1:])
-        elif args and args[0] == "evaluate-rm":
-            from lit_align.commands.evaluate_rm import evaluate_reward_model_cli
-
-            evaluate_reward_model_cli(args[1:])
-        elif args and args[0] == "export":
-            from lit_align.commands.export import export_cli
-
-            export_cli(args[1:])
-        else:
-            from lit_align.commands.fit import run_cli
-
-            run_cli(argv)
+        _dispatch(sys.argv[1:] if argv is None else argv, argv)
     except LitAlignError as error:
-        print(f"lit-align: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(error), error)
     except ArgumentError as error:
-        print(f"lit-align: error: {summarize_config_error(str(error))} (see lit-align --help)", file=sys.stderr)
-        sys.exit(2)
+        _fail(f"{summarize_config_error(str(error))} (see lit-align --help)", error)
+    except (ValueError, TypeError) as error:
+        message = lightning_config_error(error)
+        if message is None:
+            raise
+        _fail(message, error)
+    except Exception as error:
+        if type(error).__name__ != "MisconfigurationException":
+            raise
+        _fail(f"trainer: {_first_line(error)}", error)
+
+
+def _fail(message: str, error: BaseException) -> None:
+    if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+        traceback.print_exception(error)
+    print(f"lit-align: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _first_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def lightning_config_error(error: BaseException) -> str | None:
+    """One line for a ValueError/TypeError that Lightning raised on its own settings (e.g. ``val_check_interval``).
+
+    Only errors raised directly by the Trainer's configuration code (``lightning/pytorch/trainer``, its connectors
+    and loops) count: those are about values the user set. The same exception types from anywhere else are bugs.
+    """
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return None
+    where = Path(frames[-1].filename).as_posix()
+    if "/lightning/pytorch/trainer/" not in where and "/lightning/pytorch/loops/" not in where:
+        return None
+    return f"trainer: {_first_line(error)}"
+
+
+def _dispatch(args: list[str], argv: list[str] | None) -> None:
+    if args and args[0] == "evaluate":
+        from lit_align.commands.evaluate import evaluate_cli
+
+        evaluate_cli(args[1:])
+    elif args and args[0] == "evaluate-rm":
+        from lit_align.commands.evaluate_rm import evaluate_reward_model_cli
+
+        evaluate_reward_model_cli(args[1:])
+    elif args and args[0] == "export":
+        from lit_align.commands.export import export_cli
+
+        export_cli(args[1:])
+    else:
+        from lit_align.commands.fit import run_cli
+
+        run_cli(argv)
 
 
 def summarize_config_error(message: str) -> str:
@@ -49,4 +98,13 @@ def summarize_config_error(message: str) -> str:
     lines = (re.sub(r'Parser key "[^"]+":', "", line).strip(" -") for line in message.splitlines())
     details = [line for line in lines if line and not line.startswith(noise)]
     reason = " ".join(details) if details else message.strip().splitlines()[0]
+    # Restricted numbers (lit_align.domains): "-1 does not conform to restriction v>0" -> "must be > 0, got -1"
+    restriction = re.search(r"does not conform to restriction (.+?)(?:$|\n)", message)
+    if restriction:
+        domain = re.sub(r"v(>=|<=|==|!=|>|<)", r"\1 ", restriction.group(1)).strip()
+        given = re.search(r"([^\s:]+) does not conform", message) or re.search(r"val='([^']*)'", message)
+        given = given or re.search(r"Given value: (.+)", message)
+        reason = f"must be {domain}" + (f", got {given.group(1).strip()}" if given else "")
+    if len(keys) > 1 and keys[0] in ("model", "data") and keys[1] not in ("init_args", "class_path"):
+        keys.insert(1, "init_args")  # the key as the user writes it in subclass mode
     return f"{'.'.join(keys)}: {reason}" if keys else reason

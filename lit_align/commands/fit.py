@@ -10,7 +10,7 @@ import lit_align.data  # noqa: F401  (registers the data modules for short class
 import lit_align.objectives  # noqa: F401  (registers the objectives for short class names)
 from lit_align.roles.paths import POLICY_KEY, resolve_model_path
 from lit_align.runtime.callbacks import RNGState
-from lit_align.runtime.checkpoint_io import use_atomic_writes
+from lit_align.runtime.checkpoint_io import guard_checkpoint_loading, use_atomic_writes
 
 
 class LitAlignCLI(LightningCLI):
@@ -31,6 +31,7 @@ class LitAlignCLI(LightningCLI):
         """Add a CSV logger in ``default_root_dir``, keep RNG states in checkpoints, write checkpoints atomically."""
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_writes(trainer.strategy)  # a kill during a save never leaves a half-written checkpoint
+        guard_checkpoint_loading(trainer.strategy, "--ckpt_path")  # a bad --ckpt_path is one line, not a traceback
         if not any(isinstance(logger, CSVLogger) for logger in trainer.loggers):
             trainer.loggers = [CSVLogger(trainer.default_root_dir, name="logs"), *trainer.loggers]
         if not any(isinstance(callback, RNGState) for callback in trainer.callbacks):

@@ -12,10 +12,12 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from lit_align.data.collate import collate_binary
+from lit_align.data.pairwise import pair_texts
 from lit_align.data.rows import OnBadRow, SplitLoaders, log_row_stats, tokenize_splits
 from lit_align.data.sources import DataSource, Split
 from lit_align.data.templates import fit_to_length, tokenize_prompt_completion
 from lit_align.data.validation import bool_field, text_or_messages
+from lit_align.domains import NonNegativeInt, PositiveInt, check_args
 from lit_align.errors import DataError
 from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.types import Shape
@@ -35,16 +37,16 @@ class BinaryDataModule(LightningDataModule):
         self,
         tokenizer: str = "lit-align/tiny-sft",
         source: DataSource = DataSource(),  # noqa: B008 (frozen dataclass)
-        max_length: int = 512,
-        max_prompt_length: int | None = None,
-        batch_size: int = 8,
-        eval_batch_size: int | None = None,
+        max_length: PositiveInt = 512,
+        max_prompt_length: PositiveInt | None = None,
+        batch_size: PositiveInt = 8,
+        eval_batch_size: PositiveInt | None = None,
         prompt_field: str = "prompt",
         completion_field: str = "completion",
         label_field: str = "label",
         unpair: bool = False,
         on_bad_row: OnBadRow = "error",
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         trust_remote_code: bool = False,
         seed: int = 0,
     ) -> None:
@@ -67,6 +69,7 @@ class BinaryDataModule(LightningDataModule):
             seed: Seed of the pairing of rows with the mismatched completions used for the KL estimate.
 
         """
+        check_args(BinaryDataModule.__init__, locals(), "BinaryDataModule")
         super().__init__()
         self.save_hyperparameters()
         self.source = source
@@ -88,28 +91,39 @@ class BinaryDataModule(LightningDataModule):
         self.rows = self.splits.rows
         shape = Shape.PAIRWISE if hp.unpair else Shape.BINARY
         encode = self._encode_pair if hp.unpair else self._encode
-        for name, (rows, stats) in tokenize_splits(self.source, shape, encode, hp.on_bad_row).items():
+        for name, (rows, stats) in tokenize_splits(
+            self.source, shape, encode, hp.on_bad_row, lambda row: row.get(hp.prompt_field, row)
+        ).items():
             self.stats[name] = stats
             self.rows[name] = _with_mismatched_completions(_flatten(rows), random.Random(hp.seed))
+        labels = {item["label"] for item in self.rows["train"]}
+        if len(labels) == 1:
+            kind = "desirable (true)" if labels == {True} else "undesirable (false)"
+            raise DataError(
+                self.source.describe(self.source.split),
+                f"every training row is {kind}; KTO needs both desirable and undesirable rows",
+                field=hp.label_field,
+            )
 
     def _encode(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:
         hp = self.hparams
         label = bool_field(row, hp.label_field, split.origin, index)
+        prompt = text_or_messages(row, hp.prompt_field, split.origin, index)
         completion = text_or_messages(row, hp.completion_field, split.origin, index)
-        return _items([self._tokenize(split, row, index, completion, label)])
+        return _items([self._tokenize(split, index, prompt, completion, label)])
 
     def _encode_pair(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:
-        chosen = text_or_messages(row, "chosen", split.origin, index)
-        rejected = text_or_messages(row, "rejected", split.origin, index)
+        prompt, chosen, rejected = pair_texts(
+            row, (self.hparams.prompt_field, "chosen", "rejected"), split.origin, index
+        )
         if chosen == rejected:
             raise DataError(split.origin, "chosen and rejected are identical", row=index + 1, field="rejected")
         return _items(
-            [self._tokenize(split, row, index, chosen, True), self._tokenize(split, row, index, rejected, False)]
+            [self._tokenize(split, index, prompt, chosen, True), self._tokenize(split, index, prompt, rejected, False)]
         )
 
-    def _tokenize(self, split: Split, row: dict, index: int, completion: Any, label: bool) -> dict[str, Any]:
+    def _tokenize(self, split: Split, index: int, prompt: Any, completion: Any, label: bool) -> dict[str, Any]:
         hp = self.hparams
-        prompt = text_or_messages(row, hp.prompt_field, split.origin, index)
         prompt_ids, completion_ids = tokenize_prompt_completion(self.tokenizer, prompt, completion)
         try:
             prompt_ids, (completion_ids,), truncated = fit_to_length(

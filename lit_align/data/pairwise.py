@@ -12,8 +12,14 @@ from torch.utils.data import DataLoader
 from lit_align.data.collate import collate_pairwise
 from lit_align.data.rows import OnBadRow, SplitLoaders, log_row_stats, tokenize_splits
 from lit_align.data.sources import DataSource, Split
-from lit_align.data.templates import fit_to_length, split_implicit_prompt, tokenize_prompt_completion
+from lit_align.data.templates import (
+    fit_to_length,
+    is_conversational,
+    split_implicit_prompt,
+    tokenize_prompt_completion,
+)
 from lit_align.data.validation import text_or_messages
+from lit_align.domains import NonNegativeInt, PositiveInt, check_args
 from lit_align.errors import DataError
 from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.types import Shape
@@ -23,21 +29,52 @@ def pair_texts(row: dict[str, Any], fields: tuple[str, str, str], origin: str, i
     """Read a row's prompt, chosen and rejected (text or messages), ``fields`` naming their columns in that order.
 
     Without a prompt column, chosen and rejected are whole conversations and their shared beginning is the prompt.
+    A plain-text prompt next to chosen and rejected conversations that open with it (the layout of binarized
+    UltraFeedback copies) gives the shared opening turns as the prompt and the rest as the completions.
 
     Raises:
-        DataError: A field is missing or malformed, or nothing is left of a completion after the shared prompt.
+        DataError: A field is missing or malformed, the conversations share no beginning to take a prompt from,
+            or nothing is left of a completion after the shared prompt.
 
     """
     prompt_field, chosen_field, rejected_field = fields
     chosen = text_or_messages(row, chosen_field, origin, index)
     rejected = text_or_messages(row, rejected_field, origin, index)
-    if prompt_field in row:
-        return text_or_messages(row, prompt_field, origin, index), chosen, rejected
-    prompt, chosen, rejected = split_implicit_prompt(chosen, rejected)
+    if row.get(prompt_field) is not None:
+        prompt = text_or_messages(row, prompt_field, origin, index)
+        if is_conversational(prompt) or not is_conversational(chosen) or not is_conversational(rejected):
+            return prompt, chosen, rejected
+        shared, chosen_rest, rejected_rest = split_implicit_prompt(chosen, rejected)
+        if not shared or shared[-1]["role"] != "user" or shared[-1]["content"].strip() != prompt.strip():
+            raise DataError(
+                origin,
+                "is plain text but chosen and rejected are conversations that do not open with it; give the prompt "
+                "as messages, or only the completions in chosen and rejected",
+                row=index + 1,
+                field=prompt_field,
+            )
+        prompt, chosen, rejected = shared, chosen_rest, rejected_rest
+    else:
+        prompt, chosen, rejected = split_implicit_prompt(chosen, rejected)
+        if not prompt:
+            raise DataError(
+                origin,
+                f"is missing, and {chosen_field} and {rejected_field} share no beginning to take it from",
+                row=index + 1,
+                field=prompt_field,
+            )
     for field, rest in ((chosen_field, chosen), (rejected_field, rejected)):
         if not rest:
             raise DataError(
                 origin, "nothing left after the prompt shared with the other completion", row=index + 1, field=field
+            )
+        if is_conversational(rest) and rest[0]["role"] != "assistant":
+            raise DataError(
+                origin,
+                f"after the prompt shared with the other completion, the next message is from the {rest[0]['role']}, "
+                "not the assistant",
+                row=index + 1,
+                field=field,
             )
     return prompt, chosen, rejected
 
@@ -56,15 +93,15 @@ class PairwiseDataModule(LightningDataModule):
         self,
         tokenizer: str = "lit-align/tiny-sft",
         source: DataSource = DataSource(),  # noqa: B008 (frozen dataclass)
-        max_length: int = 512,
-        max_prompt_length: int | None = None,
-        batch_size: int = 8,
-        eval_batch_size: int | None = None,
+        max_length: PositiveInt = 512,
+        max_prompt_length: PositiveInt | None = None,
+        batch_size: PositiveInt = 8,
+        eval_batch_size: PositiveInt | None = None,
         prompt_field: str = "prompt",
         chosen_field: str = "chosen",
         rejected_field: str = "rejected",
         on_bad_row: OnBadRow = "error",
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         trust_remote_code: bool = False,
     ) -> None:
         """Configure the data.
@@ -84,6 +121,7 @@ class PairwiseDataModule(LightningDataModule):
             trust_remote_code: Allow tokenizer code from the hub; the CLI links it to the policy's setting.
 
         """
+        check_args(PairwiseDataModule.__init__, locals(), "PairwiseDataModule")
         super().__init__()
         if max_prompt_length is not None and max_prompt_length >= max_length:
             raise ValueError(f"max_prompt_length ({max_prompt_length}) must be below max_length ({max_length})")
@@ -105,8 +143,20 @@ class PairwiseDataModule(LightningDataModule):
         collate = partial(collate_pairwise, pad_token_id=self.tokenizer.pad_token_id)
         self.splits = SplitLoaders(collate, hp.batch_size, hp.eval_batch_size, hp.num_workers)
         self.rows = self.splits.rows
-        for name, (rows, stats) in tokenize_splits(self.source, Shape.PAIRWISE, self._encode, hp.on_bad_row).items():
+        for name, (rows, stats) in tokenize_splits(
+            self.source, Shape.PAIRWISE, self._encode, hp.on_bad_row, self._prompt_of
+        ).items():
             self.rows[name], self.stats[name] = rows, stats
+
+    def _prompt_of(self, row: dict[str, Any]) -> Any:
+        """The row's prompt (or the conversations' shared beginning), to keep a prompt's pairs on one split side."""
+        hp = self.hparams
+        if row.get(hp.prompt_field) is not None:
+            return row[hp.prompt_field]
+        try:
+            return split_implicit_prompt(row[hp.chosen_field], row[hp.rejected_field])[0]
+        except (KeyError, TypeError):  # a malformed row: reported when it is encoded
+            return row
 
     def _encode(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:
         hp, origin = self.hparams, split.origin
@@ -122,6 +172,9 @@ class PairwiseDataModule(LightningDataModule):
             )
         except ValueError as error:
             raise DataError(origin, str(error), row=index + 1, field=hp.prompt_field) from error
+        if chosen_ids == rejected_ids:
+            why = f"after truncation to max_length={hp.max_length}" if truncated else "as tokens"
+            raise DataError(origin, f"chosen and rejected are identical {why}", row=index + 1, field=hp.rejected_field)
         return {
             "prompt_ids": prompt_ids,
             "chosen_ids": chosen_ids,

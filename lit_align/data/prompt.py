@@ -14,6 +14,7 @@ from lit_align.data.rows import OnBadRow, SplitLoaders, log_row_stats, tokenize_
 from lit_align.data.sources import DataSource, Split
 from lit_align.data.templates import is_conversational, render_prompt
 from lit_align.data.validation import text_or_messages
+from lit_align.domains import NonNegativeInt, PositiveInt, check_args
 from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.types import Shape
 
@@ -31,13 +32,13 @@ class PromptDataModule(LightningDataModule):
         self,
         tokenizer: str = "lit-align/tiny-sft",
         source: DataSource = DataSource(),  # noqa: B008 (frozen dataclass)
-        max_prompt_length: int = 256,
-        batch_size: int = 8,
-        eval_batch_size: int | None = None,
+        max_prompt_length: PositiveInt = 256,
+        batch_size: PositiveInt = 8,
+        eval_batch_size: PositiveInt | None = None,
         prompt_field: str = "prompt",
         as_chat: bool = False,
         on_bad_row: OnBadRow = "error",
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         trust_remote_code: bool = False,
     ) -> None:
         """Configure the data.
@@ -56,6 +57,7 @@ class PromptDataModule(LightningDataModule):
             trust_remote_code: Allow tokenizer code from the hub; the CLI links it to the policy's setting.
 
         """
+        check_args(PromptDataModule.__init__, locals(), "PromptDataModule")
         super().__init__()
         self.save_hyperparameters()
         self.source = source
@@ -75,7 +77,9 @@ class PromptDataModule(LightningDataModule):
         collate = partial(collate_prompts, pad_token_id=self.tokenizer.pad_token_id)
         self.splits = SplitLoaders(collate, hp.batch_size, hp.eval_batch_size, hp.num_workers)
         self.rows = self.splits.rows
-        for name, (rows, stats) in tokenize_splits(self.source, Shape.PROMPT, self._encode, hp.on_bad_row).items():
+        for name, (rows, stats) in tokenize_splits(
+            self.source, Shape.PROMPT, self._encode, hp.on_bad_row, lambda row: row.get(hp.prompt_field, row)
+        ).items():
             self.rows[name], self.stats[name] = rows, stats
 
     def _encode(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:

@@ -14,11 +14,12 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
-from lit_align.data.sources import DataSource, Split, load_splits, load_test_split
+from lit_align.data.sources import BAD_ROW, DataSource, Split, load_splits, load_test_split
 from lit_align.errors import DataError, LitAlignError
 from lit_align.types import Shape
 
 OnBadRow = Literal["error", "skip"]
+SHOWN_ROWS = 5  # row numbers a skip warning names per reason
 
 
 def tokenize_rows(
@@ -26,8 +27,10 @@ def tokenize_rows(
 ) -> tuple[list[dict[str, Any]], Counter]:
     """Apply ``encode(row, index)`` to every row; each result gets its ``index`` in the split.
 
-    ``encode`` raises :class:`DataError` for a bad row (and may add ``"truncated": True`` to its result). With
-    ``on_bad_row="skip"`` such rows are dropped and counted by reason; otherwise the first one stops the run.
+    ``encode`` raises :class:`DataError` for a bad row (and may add ``"truncated": True`` to its result); a line
+    of the file that could not be read at all arrives marked with :data:`BAD_ROW`. With ``on_bad_row="skip"`` such
+    rows are dropped and counted by reason, and the warning names the first few row numbers; otherwise the first
+    one stops the run.
 
     Returns:
         The encoded rows, and counts: ``rows``, ``truncated``, ``skipped`` and ``skipped: <reason>``.
@@ -35,22 +38,37 @@ def tokenize_rows(
     """
     out: list[dict[str, Any]] = []
     stats: Counter = Counter(rows=len(split.rows))
+    skipped_rows: dict[str, list[int]] = {}
+    marked = BAD_ROW in split.rows.column_names
     for index, row in enumerate(split.rows):
         try:
+            if marked:
+                reason = row.pop(BAD_ROW)
+                if reason is not None:
+                    raise DataError(split.origin, reason, row=index + 1)
             encoded = encode(row, index)
         except DataError as error:
             if on_bad_row == "error":
                 raise
+            reason = str(error).rsplit(": ", 1)[-1]
             stats["skipped"] += 1
-            stats[f"skipped: {str(error).rsplit(': ', 1)[-1]}"] += 1
+            stats[f"skipped: {reason}"] += 1
+            skipped_rows.setdefault(reason, []).append(index + 1)
             continue
         except LitAlignError as error:  # template problems: name the row
             raise DataError(split.origin, str(error), row=index + 1) from error
         stats["truncated"] += bool(encoded.pop("truncated", False))
         out.append({**encoded, "index": len(out)})
     if stats["truncated"] or stats["skipped"]:
-        details = ", ".join(f"{v} {k}" for k, v in sorted(stats.items()) if k != "rows")
-        rank_zero_warn(f"{split.origin}: {stats['rows']} rows: {details}")
+        parts = [f"{stats['truncated']} truncated"] if stats["truncated"] else []
+        if stats["skipped"]:
+            reasons = []
+            for reason, numbers in sorted(skipped_rows.items()):
+                shown = ", ".join(map(str, numbers[:SHOWN_ROWS])) + (", ..." if len(numbers) > SHOWN_ROWS else "")
+                reasons.append(f"{len(numbers)} {reason}: row{'s' if len(numbers) > 1 else ''} {shown}")
+            parts.append(f"{stats['skipped']} skipped ({'; '.join(reasons)})")
+        message = f"{split.origin}: {stats['rows']} rows: {', '.join(parts)}"
+        rank_zero_warn(message)
     if not out:
         raise DataError(split.origin, "no usable row left")
     return out, stats
@@ -61,14 +79,18 @@ def tokenize_splits(
     shape: Shape,
     encode: Callable[[Split, dict[str, Any], int], dict[str, Any]],
     on_bad_row: OnBadRow,
+    prompt_of: Callable[[dict[str, Any]], Any] | None = None,
 ) -> dict[str, tuple[list[dict[str, Any]], Counter]]:
     """Load a source's train, val and test splits (those it has) and tokenize each with ``encode(split, row, index)``.
+
+    ``prompt_of(raw row)`` keeps the rows of one prompt on one side of a ``val_size`` split (see
+    :func:`~lit_align.data.sources.grouped_split`).
 
     Returns:
         ``{split name: (encoded rows, counts)}`` for ``train`` and, when present, ``val`` and ``test``.
 
     """
-    train, val = load_splits(source, shape)
+    train, val = load_splits(source, shape, prompt_of)
     test = load_test_split(source, shape)
     splits = {"train": train, "val": val, "test": test}
     return {

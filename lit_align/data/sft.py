@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import partial
 from typing import Any
 
 from lightning import LightningDataModule
-from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from lit_align.data.collate import collate_sft
-from lit_align.data.rows import make_loader
-from lit_align.data.sources import DataSource, Split, load_splits, load_test_split
+from lit_align.data.rows import OnBadRow, SplitLoaders, log_row_stats, tokenize_splits
+from lit_align.data.sources import DataSource, Split
 from lit_align.data.templates import tokenize_prompt_completion
 from lit_align.data.validation import messages_field, text_or_messages
-from lit_align.errors import DataError, LitAlignError
+from lit_align.domains import NonNegativeInt, PositiveInt, check_args
+from lit_align.errors import DataError
 from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.types import IGNORE_INDEX, Shape
 
@@ -24,22 +25,24 @@ class SFTDataModule(LightningDataModule):
 
     A conversation trains on its last message, which must come from the assistant; everything before it is the
     prompt. Plain-text and message-list prompts/completions are both accepted; message lists go through the
-    tokenizer's chat template. Rows longer than ``max_length`` are cut at the end; rows left with no completion
-    token are dropped. Both are counted and reported.
+    tokenizer's chat template. Rows longer than ``max_length`` are cut at the end and counted; a row whose prompt
+    leaves no completion token within ``max_length`` stops the run, or is skipped and counted with
+    ``on_bad_row: skip``.
     """
 
     def __init__(
         self,
         tokenizer: str = "lit-align/tiny-sft",
         source: DataSource = DataSource(),  # noqa: B008 (frozen dataclass)
-        max_length: int = 512,
-        batch_size: int = 8,
-        eval_batch_size: int | None = None,
+        max_length: PositiveInt = 512,
+        batch_size: PositiveInt = 8,
+        eval_batch_size: PositiveInt | None = None,
         completion_only_loss: bool = True,
         messages_field: str = "messages",
         prompt_field: str = "prompt",
         completion_field: str = "completion",
-        num_workers: int = 0,
+        on_bad_row: OnBadRow = "error",
+        num_workers: NonNegativeInt = 0,
         trust_remote_code: bool = False,
     ) -> None:
         """Configure the data.
@@ -54,18 +57,20 @@ class SFTDataModule(LightningDataModule):
             messages_field: Column holding a conversation (used when the dataset has it).
             prompt_field: Column holding the prompt (text or messages).
             completion_field: Column holding the completion (text or messages).
+            on_bad_row: ``error`` stops at the first bad row; ``skip`` drops bad rows and counts them.
             num_workers: DataLoader worker processes.
             trust_remote_code: Allow tokenizer code from the hub; the CLI links it to the policy's setting.
 
         """
+        check_args(SFTDataModule.__init__, locals(), "SFTDataModule")
         super().__init__()
         self.save_hyperparameters()
         # Under LightningCLI, hparams hold the config as given (dicts); keep the parsed objects here.
         self.source = source
         self.tokenizer = None
-        self.train_rows: list[dict[str, list[int]]] = []
-        self.val_rows: list[dict[str, list[int]]] = []
-        self.test_rows: list[dict[str, list[int]]] = []
+        self.splits: SplitLoaders | None = None
+        self.rows: dict[str, list[dict[str, Any]]] = {}
+        self.stats: dict[str, Counter] = {}
 
     def setup(self, stage: str) -> None:
         """Load the tokenizer and the rows, validate and tokenize them (once per process)."""
@@ -75,37 +80,41 @@ class SFTDataModule(LightningDataModule):
         self.tokenizer = load_tokenizer(
             hp.tokenizer, trust_remote_code=hp.trust_remote_code, key="data.init_args.tokenizer"
         )
-        train, val = load_splits(self.source, Shape.SFT)
-        self.train_rows = self._tokenize(train)
-        self.val_rows = self._tokenize(val) if val is not None else []
-        test = load_test_split(self.source, Shape.SFT)
-        self.test_rows = self._tokenize(test) if test is not None else []
+        collate = partial(collate_sft, pad_token_id=self.tokenizer.pad_token_id)
+        self.splits = SplitLoaders(collate, hp.batch_size, hp.eval_batch_size, hp.num_workers)
+        self.rows = self.splits.rows
+        for name, (rows, stats) in tokenize_splits(
+            self.source, Shape.SFT, self._encode, hp.on_bad_row, self._prompt_of
+        ).items():
+            self.rows[name], self.stats[name] = rows, stats
 
-    def _tokenize(self, split: Split) -> list[dict[str, list[int]]]:
+    def _prompt_of(self, row: dict[str, Any]) -> Any:
+        """Everything before the trained answer, to keep rows of one prompt on one side of a ``val_size`` split."""
+        messages = row.get(self.hparams.messages_field)
+        if isinstance(messages, list):
+            return messages[:-1]
+        return row.get(self.hparams.prompt_field, row)
+
+    def _encode(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:
         hp = self.hparams
-        use_messages = hp.messages_field in split.rows.column_names
-        out, truncated = [], 0
-        for index, row in enumerate(split.rows):
-            prompt, completion = self._prompt_completion(row, use_messages, split.origin, index)
-            try:
-                prompt_ids, completion_ids = tokenize_prompt_completion(self.tokenizer, prompt, completion)
-            except LitAlignError as error:
-                raise DataError(split.origin, str(error), row=index + 1) from error
-            input_ids = (prompt_ids + completion_ids)[: hp.max_length]
-            prompt_labels = prompt_ids if not hp.completion_only_loss else [IGNORE_INDEX] * len(prompt_ids)
-            labels = (prompt_labels + completion_ids)[: hp.max_length]
-            truncated += len(prompt_ids) + len(completion_ids) > hp.max_length
-            if len(prompt_ids) < hp.max_length:
-                out.append({"input_ids": input_ids, "labels": labels})
-        if truncated:
-            dropped = len(split.rows) - len(out)
-            rank_zero_warn(
-                f"{split.origin}: {truncated} of {len(split.rows)} rows cut to max_length={hp.max_length}, "
-                f"{dropped} dropped because no completion token was left"
+        use_messages = hp.messages_field in row
+        prompt, completion = self._prompt_completion(row, use_messages, split.origin, index)
+        prompt_ids, completion_ids = tokenize_prompt_completion(self.tokenizer, prompt, completion)
+        if len(prompt_ids) >= hp.max_length:
+            field = hp.messages_field if use_messages else hp.prompt_field
+            raise DataError(
+                split.origin,
+                f"the prompt ({len(prompt_ids)} tokens) leaves no room for the completion at max_length="
+                f"{hp.max_length}",
+                row=index + 1,
+                field=field,
             )
-        if not out:
-            raise DataError(split.origin, f"no row fits in max_length={hp.max_length}")
-        return out
+        prompt_labels = prompt_ids if not hp.completion_only_loss else [IGNORE_INDEX] * len(prompt_ids)
+        return {
+            "input_ids": (prompt_ids + completion_ids)[: hp.max_length],
+            "labels": (prompt_labels + completion_ids)[: hp.max_length],
+            "truncated": len(prompt_ids) + len(completion_ids) > hp.max_length,
+        }
 
     def _prompt_completion(self, row: dict[str, Any], use_messages: bool, origin: str, index: int) -> tuple:
         hp = self.hparams
@@ -123,20 +132,13 @@ class SFTDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches."""
-        return self._loader(self.train_rows, self.hparams.batch_size, shuffle=True)
+        log_row_stats(self)
+        return self.splits.loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
         """Return validation batches (none when the source has no validation rows)."""
-        if not self.val_rows:
-            return []
-        return self._loader(self.val_rows, self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
+        return self.splits.optional("val")
 
     def test_dataloader(self) -> DataLoader | list:
         """Return test batches (none when the source has no test split)."""
-        if not self.test_rows:
-            return []
-        return self._loader(self.test_rows, self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
-
-    def _loader(self, rows: list, batch_size: int, shuffle: bool) -> DataLoader:
-        collate = partial(collate_sft, pad_token_id=self.tokenizer.pad_token_id)
-        return make_loader(rows, batch_size, collate, shuffle=shuffle, num_workers=self.hparams.num_workers)
+        return self.splits.optional("test")

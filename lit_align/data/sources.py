@@ -6,6 +6,9 @@ that the module validates field by field (see ``validation.py``).
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,11 +16,14 @@ from typing import Any
 import datasets
 import torch
 
+from lit_align.domains import NonNegativeFloat, PositiveInt, check_fields
 from lit_align.errors import DataError
 from lit_align.tasks import arithmetic
 
 EMBEDDED_TASK = "lit-align/arithmetic"
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+BAD_ROW = "_lit_align_bad_row"
+"""Column that marks a JSON line that could not be read (its reason); the data modules skip or report the row."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,7 @@ class DataSource:
         val_split: Split to validate on, used when the dataset has it (a single file has only one split); set
             ``val_size`` to split validation rows off the training split instead.
         val_size: Fraction (< 1) or number of rows (>= 1) of the training split held out for validation; 0 keeps
-            them all for training.
+            them all for training. All rows of one prompt go to the same side (grouped by a hash of the prompt).
         test_split: Split for ``lit-align test``, used when the dataset has it; None disables testing.
         num_rows: Use at most this many training rows (for the embedded task: how many to generate).
         num_val_rows: Use at most this many validation rows.
@@ -47,12 +53,16 @@ class DataSource:
     data_files: str | list[str] | dict[str, str | list[str]] | None = None
     split: str = "train"
     val_split: str | None = "validation"
-    val_size: float = 0.0
+    val_size: NonNegativeFloat = 0.0
     test_split: str | None = "test"
-    num_rows: int | None = None
-    num_val_rows: int | None = None
+    num_rows: PositiveInt | None = None
+    num_val_rows: PositiveInt | None = None
     revision: str | None = None
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuse values outside their domain (see :mod:`lit_align.domains`)."""
+        check_fields(self)
 
     def describe(self, split: str) -> str:
         """Name of the file or dataset split, as error messages show it."""
@@ -96,6 +106,9 @@ def _load_split(source: DataSource, split: str) -> datasets.Dataset:
             kwargs["data_files"] = source.data_files
         if source.revision is not None:
             kwargs["revision"] = source.revision
+    if local.suffix in (".jsonl", ".json") and not _is_utf8(local):
+        # datasets reads such a file but fails later, on the row, without naming it: read it line by line.
+        return json_rows_marking_bad_lines(local, origin, DataError(origin, "is not valid UTF-8"))
     try:
         rows = datasets.load_dataset(builder, **kwargs)
     except FileNotFoundError as error:
@@ -103,18 +116,114 @@ def _load_split(source: DataSource, split: str) -> datasets.Dataset:
     except (datasets.exceptions.DatasetGenerationError, ValueError, OSError) as error:
         cause = error.__cause__ or error
         message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        raise DataError(origin, f"cannot be read: {message}") from error
+        failure = DataError(origin, f"cannot be read: {message}")
+        if local.suffix not in (".jsonl", ".json"):
+            raise failure from error
+        rows = json_rows_marking_bad_lines(local, origin, failure)
     if len(rows) == 0:
         raise DataError(origin, "no rows")
     return rows
 
 
-def load_splits(source: DataSource, shape: arithmetic.Shape) -> tuple[Split, Split | None]:
+def json_rows_marking_bad_lines(path: Path, origin: str, failure: DataError) -> datasets.Dataset:
+    """Read a JSON Lines file line by line after ``datasets`` failed on it, keeping a placeholder for each bad line.
+
+    A line that is not UTF-8, not JSON or not an object becomes a row holding only :data:`BAD_ROW` (its reason), so
+    row numbers stay those of the file and ``on_bad_row`` decides whether it stops the run or is skipped. A
+    ``.json`` file holding one JSON array is parsed whole; its error names the line.
+
+    Raises:
+        DataError: The array form does not parse, or no line is bad (``failure``: the file cannot be read for
+            another reason, e.g. a field that changes type between rows).
+
+    """
+    raw = path.read_bytes()
+    if raw.lstrip()[:1] == b"[":
+        try:
+            items = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            line = raw[: error.start].count(b"\n") + 1
+            raise DataError(origin, f"line {line} is not valid UTF-8 (byte {raw[error.start]:#04x})") from error
+        except json.JSONDecodeError as error:
+            raise DataError(origin, f"line {error.lineno} column {error.colno}: invalid JSON: {error.msg}") from error
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise DataError(origin, "must hold a JSON array of objects, or one JSON object per line")
+        return datasets.Dataset.from_list(_same_columns(items))
+    items, bad = [], 0
+    for line in raw.split(b"\n"):
+        if not line.strip():
+            continue  # blank lines are not rows, as for ``datasets``
+        try:
+            item = json.loads(line.decode("utf-8"))
+            reason = None if isinstance(item, dict) else f"must be a JSON object, got {type(item).__name__}"
+        except UnicodeDecodeError as error:
+            reason = f"is not valid UTF-8 (byte {line[error.start]:#04x} at column {error.start + 1})"
+        except json.JSONDecodeError as error:
+            reason = f"is not valid JSON ({error.msg} at column {error.colno})"
+        if reason is not None:
+            item, bad = {BAD_ROW: reason}, bad + 1
+        items.append(item)
+    if not bad:
+        raise failure
+    return datasets.Dataset.from_list(_same_columns(items))
+
+
+def _is_utf8(path: Path) -> bool:
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _same_columns(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Dataset.from_list takes its columns from the first row; give every row every column.
+    names = list(dict.fromkeys(name for item in items for name in item))
+    return [{name: item.get(name) for name in names} for item in items]
+
+
+def _whole_row(row: dict[str, Any]) -> Any:
+    return row
+
+
+def grouped_split(
+    rows: datasets.Dataset, size: float, seed: int, group_by: Callable[[dict[str, Any]], Any]
+) -> tuple[list[int], list[int]]:
+    """Split row indices into training and validation so that all rows of one group land on the same side.
+
+    Groups (``group_by(row)``, e.g. the prompt) are ordered by a seeded hash of their JSON form and taken into
+    validation until it holds ``size`` rows (a fraction < 1 of all rows, or a count); so a prompt with several
+    pairs never has some in training and others in validation, and the split does not depend on row order.
+
+    Returns:
+        ``(train indices, validation indices)``, each in the rows' order.
+
+    """
+    keys = [json.dumps(group_by(row), sort_keys=True, default=str) for row in rows]
+    target = round(size * len(keys)) if size < 1 else int(size)
+    members: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        members.setdefault(key, []).append(i)
+    order = sorted(members, key=lambda k: hashlib.sha256(f"{seed}\0{k}".encode()).hexdigest())
+    val: list[int] = []
+    for key in order:
+        if len(val) >= target:
+            break
+        val += members[key]
+    held = set(val)
+    return [i for i in range(len(keys)) if i not in held], sorted(val)
+
+
+def load_splits(
+    source: DataSource, shape: arithmetic.Shape, group_by: Callable[[dict[str, Any]], Any] | None = None
+) -> tuple[Split, Split | None]:
     """Load the training split and the validation split (or None) of a source.
 
     Args:
         source: Where the rows come from.
         shape: Which rows the embedded task should emit (ignored for other sources).
+        group_by: With ``val_size``: the prompt of a raw row (any JSON-able value), so that rows sharing a prompt
+            stay on one side of the split (default: the whole row).
 
     Raises:
         DataError: A missing, empty or unreadable file or dataset.
@@ -134,10 +243,15 @@ def load_splits(source: DataSource, shape: arithmetic.Shape) -> tuple[Split, Spl
     if source.val_split is not None and source.val_size == 0 and not single_file:
         val = _optional_split(source, source.val_split)
     elif source.val_size > 0:
-        size = source.val_size if source.val_size < 1 else int(source.val_size)
-        parts = train.rows.train_test_split(test_size=size, seed=source.seed)
-        train = Split(parts["train"], train.origin)
-        val = Split(parts["test"], f"{train.origin} (validation part)")
+        train_ids, val_ids = grouped_split(train.rows, source.val_size, source.seed, group_by or _whole_row)
+        if not train_ids or not val_ids:
+            raise DataError(
+                train.origin,
+                f"val_size={source.val_size} leaves {len(train_ids)} training and {len(val_ids)} validation rows "
+                f"({len(train.rows)} rows; rows of one prompt stay together)",
+            )
+        val = Split(train.rows.select(val_ids), f"{train.origin} (validation part)")
+        train = Split(train.rows.select(train_ids), train.origin)
     if source.num_rows is not None:
         train.rows = train.rows.select(range(min(source.num_rows, len(train.rows))))
     if val is not None and source.num_val_rows is not None:

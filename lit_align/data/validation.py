@@ -7,6 +7,8 @@ from typing import Any
 from lit_align.errors import DataError
 
 Messages = list[dict[str, str]]
+ROLES = ("system", "user", "assistant", "tool", "developer", "function", "ipython")
+"""Message roles chat templates know (``developer``: OpenAI's system role; ``ipython``: Llama 3.1's tool role)."""
 
 
 def text_field(row: dict[str, Any], field: str, origin: str, index: int) -> str:
@@ -54,6 +56,13 @@ def _check_messages(value: Any, field: str, origin: str, index: int) -> Messages
     for position, message in enumerate(value):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise DataError(origin, f"message {position} has no 'role'", row=index + 1, field=field)
+        if message["role"] not in ROLES:
+            raise DataError(
+                origin,
+                f"message {position} has role {message['role']!r}; expected one of {', '.join(ROLES)}",
+                row=index + 1,
+                field=field,
+            )
         content = message.get("content")
         if not isinstance(content, str) or not content.strip():
             raise DataError(

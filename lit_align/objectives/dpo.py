@@ -8,6 +8,7 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from lit_align.domains import FlipRate, NonNegativeFloat, PositiveFloat, check_args
 from lit_align.losses.specs import LossType, NLLNormalization, preference_loss_spec
 from lit_align.metrics import log_metrics, preference_metrics, sequence_kl
 from lit_align.objectives.names import renamed
@@ -32,10 +33,10 @@ class DPO(WithReference, LightningModule):
         self,
         policy: ModelSpec = ModelSpec(),  # noqa: B008 (frozen dataclass)
         loss_type: LossType = "sigmoid",
-        beta: float | None = None,
-        label_smoothing: float | None = None,
-        simpo_gamma: float | None = None,
-        sft_weight: float | None = None,
+        beta: PositiveFloat | None = None,
+        label_smoothing: FlipRate | None = None,
+        simpo_gamma: NonNegativeFloat | None = None,
+        sft_weight: NonNegativeFloat | None = None,
         nll_normalization: NLLNormalization | None = None,
         length_normalized: bool | None = None,
         reference: ReferenceSpec | ReferenceKind = "auto",
@@ -66,6 +67,7 @@ class DPO(WithReference, LightningModule):
             lr_scheduler: Optional scheduler, stepped after every optimizer step.
 
         """
+        check_args(DPO.__init__, locals(), "DPO")
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "lam", "gamma"])  # the aliases' old names
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
@@ -135,9 +137,9 @@ class SimPO(DPO):
     def __init__(
         self,
         policy: ModelSpec = ModelSpec(),  # noqa: B008 (frozen dataclass)
-        beta: float = 2.0,
-        simpo_gamma: float = 0.5,
-        sft_weight: float = 0.0,
+        beta: PositiveFloat = 2.0,
+        simpo_gamma: NonNegativeFloat = 0.5,
+        sft_weight: NonNegativeFloat = 0.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         gamma: float | None = None,
@@ -145,6 +147,7 @@ class SimPO(DPO):
         """See :class:`DPO`; ``gamma`` is the deprecated name of ``simpo_gamma``."""
         simpo_gamma = renamed(simpo_gamma, gamma, default=0.5, old="gamma", new="simpo_gamma", owner="SimPO")
         loss_type = "cpo_simpo" if sft_weight else "simpo"
+        check_args(SimPO.__init__, locals(), "SimPO")
         super().__init__(
             policy,
             loss_type,
@@ -162,11 +165,12 @@ class ORPO(DPO):
     def __init__(
         self,
         policy: ModelSpec = ModelSpec(),  # noqa: B008 (frozen dataclass)
-        beta: float = 0.1,
-        lam: float | None = None,
+        beta: PositiveFloat = 0.1,
+        lam: NonNegativeFloat | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         """See :class:`DPO`; ``lam`` is the deprecated name of ``beta`` (the odds-ratio weight)."""
         beta = renamed(beta, lam, default=0.1, old="lam", new="beta", owner="ORPO")
+        check_args(ORPO.__init__, locals(), "ORPO")
         super().__init__(policy, "orpo", beta=beta, optimizer=optimizer, lr_scheduler=lr_scheduler)

@@ -8,6 +8,7 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from lit_align.domains import AtLeastTwo, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, check_args
 from lit_align.losses.policy_gradient import LossNormalization, clipped_policy_loss
 from lit_align.objectives.names import renamed
 from lit_align.objectives.online import Sampler, as_tensors, log_rollout, timed, validation_rollout, write_samples
@@ -38,24 +39,25 @@ class GRPO(WithReference, LightningModule):
         policy: ModelSpec = ModelSpec(),  # noqa: B008 (frozen dataclass)
         rewards: list[RewardSpec] = [ARITHMETIC],  # noqa: B006 (read only)
         on_reward_error: OnRewardError = "raise",
-        completions_per_prompt: int = 8,
+        no_signal_patience: NonNegativeInt = 20,
+        completions_per_prompt: AtLeastTwo = 8,
         sampling: SamplingConfig = SamplingConfig(),  # noqa: B008
         eval_sampling: SamplingConfig = SamplingConfig(temperature=0.0),  # noqa: B008
         advantage_scale: Literal["group", "batch", "none"] = "group",
         loss_normalization: Literal["sequence", "constant", "token"] = "sequence",
-        epsilon: float = 0.2,
-        epsilon_high: float | None = None,
-        kl_coef: float = 0.0,
+        epsilon: PositiveFloat = 0.2,
+        epsilon_high: PositiveFloat | None = None,
+        kl_coef: NonNegativeFloat = 0.0,
         reference: ReferenceSpec | ReferenceKind = "auto",
-        num_iterations: int = 1,
-        mini_batch_size: int | None = None,
-        max_grad_norm: float | None = 1.0,
-        log_samples_every_n_steps: int = 50,
-        num_samples_to_log: int = 4,
+        num_iterations: PositiveInt = 1,
+        mini_batch_size: PositiveInt | None = None,
+        max_grad_norm: PositiveFloat | None = 1.0,
+        log_samples_every_n_steps: NonNegativeInt = 50,
+        num_samples_to_log: NonNegativeInt = 4,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
-        group_size: int | None = None,
-        beta: float | None = None,
+        group_size: AtLeastTwo | None = None,
+        beta: NonNegativeFloat | None = None,
     ) -> None:
         """Configure the objective.
 
@@ -63,6 +65,9 @@ class GRPO(WithReference, LightningModule):
             policy: The model to train and how (full, LoRA, QLoRA).
             rewards: Reward functions and weights (see :class:`lit_align.rewards.RewardSpec`).
             on_reward_error: ``raise`` stops at a reward that raises; ``none`` scores that sample None and counts it.
+            no_signal_patience: Stop the run (one line, exit 2) after this many training batches in a row without
+                learning signal: no usable reward, or the same reward for every completion of every prompt. The
+                first such batch warns; 0 never stops.
             completions_per_prompt: Completions sampled per prompt (G; TRL's ``num_generations``).
             sampling: Temperature, top-p, max new tokens and truncation masking for training rollouts.
             eval_sampling: Sampling for validation (greedy by default).
@@ -84,6 +89,7 @@ class GRPO(WithReference, LightningModule):
             beta: Deprecated name of ``kl_coef``.
 
         """
+        check_args(GRPO.__init__, locals(), "GRPO")
         super().__init__()
         completions_per_prompt = renamed(
             completions_per_prompt, group_size, default=8, old="group_size", new="completions_per_prompt", owner="GRPO"
@@ -105,7 +111,7 @@ class GRPO(WithReference, LightningModule):
         rewards = RewardSet(self.hparams.rewards, self.hparams.on_reward_error, key="model.init_args.rewards")
         self.policy = load_policy(self.policy_spec, device=role_device(self))
         self.reference.build(self.policy, role_device(self))
-        self.sampler = Sampler.for_policy(self.policy, self.policy_spec, rewards)
+        self.sampler = Sampler.for_policy(self.policy, self.policy_spec, rewards, self.hparams.no_signal_patience)
 
     def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
         """Rollout -> rewards -> advantages -> ``num_iterations`` passes of minibatch updates."""
@@ -113,11 +119,18 @@ class GRPO(WithReference, LightningModule):
         with timed(timings, "timing/generation"):
             samples = self.sampler.sample(self.policy, batch, hp.completions_per_prompt, self.sampling)
         with timed(timings, "timing/scoring"):
-            scores = self.sampler.score(samples)
+            scores = self.sampler.score(samples, training=True)
             advantages = group_advantages(scores.total, hp.completions_per_prompt, AdvantageScale(hp.advantage_scale))
         with timed(timings, "timing/update"):
             stats = self._update(samples.rollout, advantages.to(self.device))
-        log_rollout(self, "train", samples.rollout, scores, hp.completions_per_prompt, {**stats, **as_tensors(timings)})
+        log_rollout(
+            self,
+            "train",
+            samples.rollout,
+            scores,
+            hp.completions_per_prompt,
+            {**stats, **as_tensors(timings), **self.sampler.signal_metrics()},
+        )
         if hp.log_samples_every_n_steps and batch_idx % hp.log_samples_every_n_steps == 0:
             write_samples(self, samples.batch["prompts"], samples.completions, scores, hp.num_samples_to_log)
 

@@ -8,6 +8,7 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from lit_align.domains import NonNegativeFloat, PositiveFloat, check_args
 from lit_align.losses.kto import kto_loss, kto_reference_point
 from lit_align.losses.sft import sequence_nll_loss
 from lit_align.metrics import kto_metrics, log_metrics
@@ -31,10 +32,10 @@ class KTO(WithReference, LightningModule):
     def __init__(
         self,
         policy: ModelSpec = ModelSpec(),  # noqa: B008 (frozen dataclass)
-        beta: float = 0.1,
-        desirable_weight: float = 1.0,
-        undesirable_weight: float = 1.0,
-        sft_weight: float = 0.0,
+        beta: PositiveFloat = 0.1,
+        desirable_weight: PositiveFloat = 1.0,
+        undesirable_weight: PositiveFloat = 1.0,
+        sft_weight: NonNegativeFloat = 0.0,
         reference: ReferenceSpec | ReferenceKind = "auto",
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -55,6 +56,7 @@ class KTO(WithReference, LightningModule):
             lr_scheduler: Optional scheduler, stepped after every optimizer step.
 
         """
+        check_args(KTO.__init__, locals(), "KTO")
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler

@@ -24,6 +24,7 @@ from lit_align.rewards.combine import RewardScores, RewardSet
 from lit_align.roles.models import ModelSpec
 from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.rollout import Rollout, SamplingConfig, generate, repeat_prompts, stop_token_ids
+from lit_align.runtime.monitors import SignalMonitor
 from lit_align.types import PromptBatch
 
 
@@ -47,12 +48,14 @@ class Samples(NamedTuple):
         batch: The prompt batch with every prompt repeated once per completion (G consecutive rows per prompt).
         rollout: Token ids and masks of prompts and completions. Shapes: (N, ...)
         completions: What the rewards see: text, or one assistant message when the prompts are messages (N items).
+        group_size: Completions per prompt (G).
 
     """
 
     batch: PromptBatch
     rollout: Rollout
     completions: list
+    group_size: int
 
 
 @dataclass
@@ -63,18 +66,23 @@ class Sampler:
         tokenizer: The policy's tokenizer (decodes completions for the rewards).
         stop_ids: Token ids that end a completion.
         rewards: The reward functions and weights.
+        monitor: Watches training batches for a dead reward signal (None: no watch).
 
     """
 
     tokenizer: Any
     stop_ids: list[int]
     rewards: RewardSet
+    monitor: SignalMonitor | None = None
 
     @classmethod
-    def for_policy(cls, policy: torch.nn.Module, spec: ModelSpec, rewards: RewardSet) -> Sampler:
-        """Load the policy's tokenizer and read its stop tokens."""
+    def for_policy(
+        cls, policy: torch.nn.Module, spec: ModelSpec, rewards: RewardSet, no_signal_patience: int = 0
+    ) -> Sampler:
+        """Load the policy's tokenizer and read its stop tokens; watch the signal with ``no_signal_patience``."""
         tokenizer = load_tokenizer(spec.name_or_path, trust_remote_code=spec.trust_remote_code)
-        return cls(tokenizer, stop_token_ids(policy, tokenizer), rewards)
+        monitor = SignalMonitor(no_signal_patience, key="model.init_args.no_signal_patience")
+        return cls(tokenizer, stop_token_ids(policy, tokenizer), rewards, monitor)
 
     def sample(
         self, policy: torch.nn.Module, batch: PromptBatch, completions_per_prompt: int, sampling: SamplingConfig
@@ -86,20 +94,32 @@ class Sampler:
         prompts = grouped["prompts"]
         if prompts and isinstance(prompts[0], list):
             texts = [[{"role": "assistant", "content": t}] for t in texts]
-        return Samples(grouped, rollout, texts)
+        return Samples(grouped, rollout, texts, completions_per_prompt)
 
-    def score(self, samples: Samples) -> RewardScores:
-        """Score every completion with the rewards (None / NaN where a reward could not score it)."""
-        return self.rewards(samples.batch["prompts"], samples.completions, samples.batch["columns"])
+    def score(self, samples: Samples, *, training: bool = False) -> RewardScores:
+        """Score every completion with the rewards (NaN where no reward could score it).
+
+        A training batch also goes to the monitor, which warns when it has no learning signal and stops the run
+        after ``no_signal_patience`` such batches in a row (:class:`~lit_align.runtime.monitors.SignalMonitor`).
+        """
+        scores = self.rewards(samples.batch["prompts"], samples.completions, samples.batch["columns"])
+        if training and self.monitor is not None:
+            self.monitor.update(scores, samples.group_size, samples.rollout.input_ids.device)
+        return scores
+
+    def signal_metrics(self) -> dict[str, torch.Tensor]:
+        """``no_signal_batches``: training batches in a row without learning signal (0 when the last one had it)."""
+        return {} if self.monitor is None else {"no_signal_batches": torch.tensor(float(self.monitor.in_a_row))}
 
 
 def reward_metrics(scores: RewardScores, group_size: int) -> dict[str, torch.Tensor]:
     """``reward``, ``reward_std`` (mean per-group std), ``frac_reward_zero_std`` and ``rewards/<name>`` means.
 
-    Unknown (None, failed) values stay out of every mean; a reward's failures are logged as ``rewards/<name>/failures``.
+    Unknown (None, NaN, inf, failed) values stay out of every mean; a reward's failures are logged as
+    ``rewards/<name>/failures`` and the share of completions no reward could score as ``frac_reward_unscored``.
     """
     total = scores.total
-    metrics = {"reward": _nanmean(total)}
+    metrics = {"reward": _nanmean(total), "frac_reward_unscored": total.isnan().float().mean()}
     if group_size > 1:
         std = group_reward_std(total, group_size)  # (B,)
         metrics["reward_std"] = std.mean()

@@ -8,6 +8,7 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from lit_align.domains import AtLeastTwo, FlipRate, NonNegativeInt, PositiveFloat, PositiveInt, check_args
 from lit_align.errors import LitAlignError
 from lit_align.losses.specs import LossType, preference_loss_spec
 from lit_align.metrics import log_metrics, preference_metrics, sequence_kl
@@ -40,20 +41,21 @@ class OnlineDPO(WithReference, LightningModule):
         policy: ModelSpec = ModelSpec(),  # noqa: B008 (frozen dataclass)
         rewards: list[RewardSpec] = [ARITHMETIC],  # noqa: B006 (read only)
         on_reward_error: OnRewardError = "raise",
-        completions_per_prompt: int = 4,
+        no_signal_patience: NonNegativeInt = 20,
+        completions_per_prompt: AtLeastTwo = 4,
         sampling: SamplingConfig = SamplingConfig(),  # noqa: B008
         eval_sampling: SamplingConfig = SamplingConfig(temperature=0.0),  # noqa: B008
         loss_type: LossType = "sigmoid",
-        beta: float | None = None,
-        label_smoothing: float | None = None,
+        beta: PositiveFloat | None = None,
+        label_smoothing: FlipRate | None = None,
         reference: ReferenceSpec | ReferenceKind = "auto",
-        regenerate_every: int = 1,
-        max_grad_norm: float | None = 1.0,
-        log_samples_every_n_steps: int = 50,
-        num_samples_to_log: int = 4,
+        regenerate_every: PositiveInt = 1,
+        max_grad_norm: PositiveFloat | None = 1.0,
+        log_samples_every_n_steps: NonNegativeInt = 50,
+        num_samples_to_log: NonNegativeInt = 4,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
-        num_samples: int | None = None,
+        num_samples: AtLeastTwo | None = None,
     ) -> None:
         """Configure the objective.
 
@@ -61,6 +63,9 @@ class OnlineDPO(WithReference, LightningModule):
             policy: The model to train and how (full, LoRA, QLoRA); the reference starts as this model.
             rewards: Reward functions (or a reward model) that rank the samples.
             on_reward_error: ``raise`` stops at a reward that raises; ``none`` scores that sample None and counts it.
+            no_signal_patience: Stop the run (one line, exit 2) after this many training batches in a row without
+                learning signal: no usable reward, or the same reward for every completion of every prompt. The
+                first such batch warns; 0 never stops.
             completions_per_prompt: Completions sampled per prompt (at least 2).
             sampling: Temperature, top-p, max new tokens and truncation masking for training rollouts.
             eval_sampling: Sampling for validation (greedy by default).
@@ -77,6 +82,7 @@ class OnlineDPO(WithReference, LightningModule):
             num_samples: Deprecated name of ``completions_per_prompt``.
 
         """
+        check_args(OnlineDPO.__init__, locals(), "OnlineDPO")
         super().__init__()
         completions_per_prompt = renamed(
             completions_per_prompt,
@@ -110,7 +116,7 @@ class OnlineDPO(WithReference, LightningModule):
         rewards = RewardSet(self.hparams.rewards, self.hparams.on_reward_error, key="model.init_args.rewards")
         self.policy = load_policy(self.policy_spec, device=role_device(self))
         self.reference.build(self.policy, role_device(self))
-        self.sampler = Sampler.for_policy(self.policy, self.policy_spec, rewards)
+        self.sampler = Sampler.for_policy(self.policy, self.policy_spec, rewards, self.hparams.no_signal_patience)
 
     def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
         """(Every ``regenerate_every`` steps) sample -> rank -> pair; then one DPO step on the pairs."""
@@ -119,13 +125,14 @@ class OnlineDPO(WithReference, LightningModule):
             with timed(timings, "timing/generation"):
                 samples = self.sampler.sample(self.policy, batch, hp.completions_per_prompt, self.sampling)
             with timed(timings, "timing/scoring"):
-                scores = self.sampler.score(samples)
+                scores = self.sampler.score(samples, training=True)
                 rollout, total = samples.rollout, scores.total.clone()
                 total[~rollout.completion_mask.any(-1).cpu()] = float("nan")  # masked (truncated): no pair
                 chosen, rejected = best_and_worst(total, hp.completions_per_prompt)
                 rows = torch.cat([chosen, rejected]).to(rollout.input_ids.device)
                 self.pairs = Rollout(*(t[rows] for t in rollout)) if len(chosen) else None
             extra["pairs_per_prompt"] = torch.tensor(len(chosen) / len(batch["prompts"]))
+            extra |= self.sampler.signal_metrics()
             log_rollout(self, "train", rollout, scores, hp.completions_per_prompt, extra)
             if hp.log_samples_every_n_steps and batch_idx % hp.log_samples_every_n_steps == 0:
                 write_samples(self, samples.batch["prompts"], samples.completions, scores, hp.num_samples_to_log)

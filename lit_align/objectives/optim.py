@@ -2,22 +2,57 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from lit_align.errors import ConfigError
+
+OPTIMIZER_KEY, SCHEDULER_KEY = "model.init_args.optimizer", "model.init_args.lr_scheduler"
+LR_KEYS = ("max_lr", "base_lr", "lr", "initial_lr", "min_lr")
+
 
 def configure_optimizers(
     module: torch.nn.Module, optimizer: OptimizerCallable, lr_scheduler: LRSchedulerCallable | None
 ) -> Any:
-    """Build the optimizer over trainable parameters only; schedulers step every optimizer step."""
+    """Build the optimizer over trainable parameters only; schedulers step every optimizer step.
+
+    Raises:
+        ConfigError: The optimizer or scheduler refuses its arguments, or a learning rate (``lr``, a scheduler's
+            ``max_lr``, ``base_lr``, ...) is negative or not finite: training would ascend the loss or diverge.
+
+    """
     params = [p for p in module.parameters() if p.requires_grad]
-    opt = optimizer(params)
+    if not params:
+        raise ConfigError("model.init_args.policy", "the policy has no trainable parameter")
+    opt = _build(optimizer, params, OPTIMIZER_KEY)
+    check_learning_rates(opt, OPTIMIZER_KEY)
     if lr_scheduler is None:
         return opt
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": lr_scheduler(opt), "interval": "step"}}
+    scheduler = _build(lr_scheduler, opt, SCHEDULER_KEY)
+    check_learning_rates(opt, SCHEDULER_KEY)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _build(factory: Any, argument: Any, key: str) -> Any:
+    try:
+        return factory(argument)
+    except (ValueError, TypeError, ZeroDivisionError) as error:
+        raise ConfigError(key, " ".join(str(error).split()) or type(error).__name__) from error
+
+
+def check_learning_rates(optimizer: torch.optim.Optimizer, key: str) -> None:
+    """Refuse a negative or non-finite learning rate in any parameter group (also a scheduler's peak or floor)."""
+    for group in optimizer.param_groups:
+        for name in LR_KEYS:
+            value = group.get(name)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            for v in values:
+                if isinstance(v, (int, float)) and not (math.isfinite(v) and v >= 0):
+                    raise ConfigError(key, f"{name} must be a finite number >= 0, got {v}")
 
 
 def role_device(module: LightningModule) -> torch.device | None:

@@ -8,6 +8,14 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from lit_align.domains import (
+    ClosedUnitInterval,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    check_args,
+)
 from lit_align.errors import LitAlignError
 from lit_align.losses.policy_gradient import clipped_policy_loss, clipped_value_loss
 from lit_align.metrics import explained_variance
@@ -44,29 +52,30 @@ class PPO(WithReference, LightningModule):
         value_model: ModelSpec | None = None,
         rewards: list[RewardSpec] = [REWARD_MODEL],  # noqa: B006 (read only)
         on_reward_error: OnRewardError = "raise",
-        completions_per_prompt: int = 1,
+        no_signal_patience: NonNegativeInt = 20,
+        completions_per_prompt: PositiveInt = 1,
         sampling: SamplingConfig = SamplingConfig(),  # noqa: B008
         eval_sampling: SamplingConfig = SamplingConfig(temperature=0.0),  # noqa: B008
         reference: ReferenceSpec | ReferenceKind = "auto",
         center_scores: bool = False,
-        kl_coef: float = 0.05,
-        target_kl: float | None = None,
-        kl_horizon: int = 10_000,
-        gamma: float = 1.0,
-        gae_lambda: float = 0.95,
-        epsilon: float = 0.2,
-        value_clip: float = 0.2,
-        vf_coef: float = 0.1,
-        ppo_epochs: int = 4,
-        mini_batch_size: int | None = None,
+        kl_coef: NonNegativeFloat = 0.05,
+        target_kl: PositiveFloat | None = None,
+        kl_horizon: PositiveInt = 10_000,
+        gamma: ClosedUnitInterval = 1.0,
+        gae_lambda: ClosedUnitInterval = 0.95,
+        epsilon: PositiveFloat = 0.2,
+        value_clip: PositiveFloat = 0.2,
+        vf_coef: PositiveFloat = 0.1,
+        ppo_epochs: PositiveInt = 4,
+        mini_batch_size: PositiveInt | None = None,
         whiten_advantages: bool = True,
-        max_grad_norm: float | None = 1.0,
-        log_samples_every_n_steps: int = 50,
-        num_samples_to_log: int = 4,
+        max_grad_norm: PositiveFloat | None = 1.0,
+        log_samples_every_n_steps: NonNegativeInt = 50,
+        num_samples_to_log: NonNegativeInt = 4,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
-        samples_per_prompt: int | None = None,
-        lam: float | None = None,
+        samples_per_prompt: PositiveInt | None = None,
+        lam: ClosedUnitInterval | None = None,
     ) -> None:
         """Configure the objective.
 
@@ -75,6 +84,9 @@ class PPO(WithReference, LightningModule):
             value_model: A separate critic backbone (a head is added); None puts the value head on the policy.
             rewards: Reward functions and weights; by default the reward model written by ``recipes/rm.yaml``.
             on_reward_error: ``raise`` stops at a reward that raises; ``none`` scores that sample None and counts it.
+            no_signal_patience: Stop the run (one line, exit 2) after this many training batches in a row without
+                learning signal: no usable reward, or the same reward for every completion of every prompt. The
+                first such batch warns; 0 never stops.
             completions_per_prompt: Completions sampled per prompt.
             sampling: Temperature, top-p, max new tokens and truncation masking for training rollouts.
             eval_sampling: Sampling for validation (greedy by default).
@@ -102,6 +114,7 @@ class PPO(WithReference, LightningModule):
             lam: Deprecated name of ``gae_lambda``.
 
         """
+        check_args(PPO.__init__, locals(), "PPO")
         super().__init__()
         completions_per_prompt = renamed(
             completions_per_prompt,
@@ -135,7 +148,7 @@ class PPO(WithReference, LightningModule):
         rewards = RewardSet(self.hparams.rewards, self.hparams.on_reward_error, key="model.init_args.rewards")
         self.policy = load_policy(self.policy_spec, device=device)
         self.reference.build(self.policy, device)
-        self.sampler = Sampler.for_policy(self.policy, self.policy_spec, rewards)
+        self.sampler = Sampler.for_policy(self.policy, self.policy_spec, rewards, self.hparams.no_signal_patience)
         if self.value_spec is not None:
             self.value_backbone = load_policy(self.value_spec, device=device)
         critic = self.value_backbone or self.policy
@@ -159,7 +172,7 @@ class PPO(WithReference, LightningModule):
         with timed(timings, "timing/generation"):
             samples = self.sampler.sample(self.policy, batch, hp.completions_per_prompt, self.sampling)
         with timed(timings, "timing/scoring"):
-            scores = self.sampler.score(samples)
+            scores = self.sampler.score(samples, training=True)
             score = scores.total.to(self.device)  # (N,)
             known = ~score.isnan()  # unknown scores are left out of the update
             if hp.center_scores:
@@ -188,7 +201,8 @@ class PPO(WithReference, LightningModule):
                 horizon=hp.kl_horizon,
                 n_steps=len(score) * world_size(),
             )
-        log_rollout(self, "train", rollout, scores, hp.completions_per_prompt, {**stats, **as_tensors(timings)})
+        stats |= {**as_tensors(timings), **self.sampler.signal_metrics()}
+        log_rollout(self, "train", rollout, scores, hp.completions_per_prompt, stats)
         if hp.log_samples_every_n_steps and batch_idx % hp.log_samples_every_n_steps == 0:
             write_samples(self, samples.batch["prompts"], samples.completions, scores, hp.num_samples_to_log)
 

@@ -8,6 +8,7 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from lit_align.domains import NonNegativeFloat, NonNegativeInt, check_args
 from lit_align.losses.reward import bradley_terry_loss, center_penalty
 from lit_align.losses.sft import sequence_nll_loss
 from lit_align.metrics import log_metrics, reward_model_metrics
@@ -34,9 +35,9 @@ class RewardModel(LightningModule):
     def __init__(
         self,
         policy: ModelSpec = ModelSpec(),  # noqa: B008 (frozen dataclass)
-        center_rewards_coefficient: float = 0.0,
-        sft_weight: float = 0.0,
-        expand_layers: int = 0,
+        center_rewards_coefficient: NonNegativeFloat = 0.0,
+        sft_weight: NonNegativeFloat = 0.0,
+        expand_layers: NonNegativeInt = 0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -58,6 +59,7 @@ class RewardModel(LightningModule):
             lr_scheduler: Optional scheduler, stepped after every optimizer step.
 
         """
+        check_args(RewardModel.__init__, locals(), "RewardModel")
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler

@@ -80,8 +80,8 @@ class RewardScores:
 
     Attributes:
         total: Weighted sum of the known rewards; NaN where every reward is unknown. Shape: (N,)
-        per_reward: Each reward's values, NaN where it returned None or failed. Shape: (N,) each
-        failures: Samples each reward failed on in this batch.
+        per_reward: Each reward's values, NaN where it returned None, NaN or inf, or raised. Shape: (N,) each
+        failures: Samples each reward could not score in this batch (None, NaN, inf or an exception).
 
     """
 
@@ -107,6 +107,9 @@ class RewardSet:
             raise LitAlignError(f"{key}: at least one reward is needed")
         # jsonargparse hands list items of a dataclass type over as plain dicts.
         specs = [s if isinstance(s, RewardSpec) else RewardSpec(**s) for s in specs]
+        for i, spec in enumerate(specs):
+            if not math.isfinite(spec.weight) or spec.weight == 0:
+                raise LitAlignError(f"{key}[{i}].weight: must be a finite non-zero number, got {spec.weight}")
         built = [build_reward(s, f"{key}[{i}].function") for i, s in enumerate(specs)]
         self.names = [name for name, _ in built]
         if len(set(self.names)) != len(self.names):
@@ -114,42 +117,60 @@ class RewardSet:
         self.functions = [fn for _, fn in built]
         self.weights = [s.weight for s in specs]
         self.on_error = on_error
+        self._warned: set[tuple[str, str]] = set()  # (reward, kind) already reported, so a long run is not flooded
 
     def __call__(self, prompts: list[Any], completions: list[Any], columns: dict[str, list[Any]]) -> RewardScores:
         """Score every completion with every reward and combine them."""
         failures: Counter = Counter()
         per_reward = {}
         for name, fn in zip(self.names, self.functions, strict=True):
-            values = self._call(name, fn, prompts, completions, columns, failures)
-            per_reward[name] = torch.tensor([math.nan if v is None else float(v) for v in values])
+            values, raised = self._call(name, fn, prompts, completions, columns)
+            for i, v in enumerate(values):
+                if v is None or not math.isfinite(v):
+                    failures[name] += 1
+                    if i not in raised:  # an exception was reported where it happened
+                        self._warn_once(name, "None" if v is None else repr(v), prompts[i], completions[i], i)
+            per_reward[name] = torch.tensor([math.nan if v is None or not math.isfinite(v) else v for v in values])
         stacked = torch.stack([per_reward[n] * w for n, w in zip(self.names, self.weights, strict=True)])  # (K, N)
         total = stacked.nansum(0)
         total[stacked.isnan().all(0)] = math.nan
         return RewardScores(total, per_reward, failures)
 
-    def _call(
-        self, name: str, fn: Callable, prompts: list, completions: list, columns: dict, failures: Counter
-    ) -> list:
+    def _call(self, name: str, fn: Callable, prompts: list, completions: list, columns: dict) -> tuple[list, set]:
+        """The reward's values for every sample, and the samples on which it raised (scored None)."""
         try:
-            return self._checked(name, fn(prompts, completions, **columns), len(completions))
+            return self._checked(name, fn(prompts, completions, **columns), len(completions)), set()
         except Exception:  # noqa: BLE001 (any user code may fail; find and report the sample below)
             pass
         values: list = []
+        raised: set[int] = set()
         for i in range(len(completions)):
             one = {k: v[i : i + 1] for k, v in columns.items()}
             try:
                 values += self._checked(name, fn(prompts[i : i + 1], completions[i : i + 1], **one), 1)
             except Exception as error:  # noqa: BLE001
                 message = (
-                    f"reward '{name}' failed on sample {i} (prompt={prompts[i]!r}, completion={completions[i]!r}): "
-                    f"{type(error).__name__}: {error}"
+                    f"reward '{name}' failed on sample {i} (prompt={prompts[i]!r:.200}, "
+                    f"completion={completions[i]!r:.200}): {type(error).__name__}: {error}"
                 )
+                if isinstance(error, TypeError) and "argument" in str(error):
+                    message += f" (the data give the columns {sorted(columns)})"
                 if self.on_error == "raise":
                     raise LitAlignError(message + " (set on_reward_error: none to score it None and go on)") from error
                 rank_zero_warn(message + "; scored None")
-                failures[name] += 1
+                raised.add(i)
                 values.append(None)
-        return values
+        return values, raised
+
+    def _warn_once(self, name: str, kind: str, prompt: Any, completion: Any, index: int) -> None:
+        """Report the first sample a reward returns None / NaN / inf for (every one is counted in ``failures``)."""
+        if (name, kind) in self._warned:
+            return
+        self._warned.add((name, kind))
+        rank_zero_warn(
+            f"reward '{name}' returned {kind} for sample {index} (prompt={prompt!r:.200}, completion="
+            f"{completion!r:.200}); such samples are left out of the loss and counted as rewards/{name}/failures"
+        )
 
     @staticmethod
     def _checked(name: str, values: Any, expected: int) -> list:

@@ -9,11 +9,19 @@ from lit_align.rewards.text import completion_text
 from lit_align.tasks.arithmetic import is_correct
 
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+INTEGER = re.compile(r"-?\d+")
 
 
-def arithmetic_answer(prompts: list[Any], completions: list[Any], answer: list[str], **_: Any) -> list[float]:
-    """Exact match for the embedded arithmetic task: the completion's leading integer equals ``answer``."""
-    return [float(is_correct(completion_text(c), a)) for c, a in zip(completions, answer, strict=True)]
+def arithmetic_answer(prompts: list[Any], completions: list[Any], answer: list[str], **_: Any) -> list[float | None]:
+    """Exact match for the embedded arithmetic task: the completion's leading integer equals ``answer``.
+
+    A reference that is not a plain integer (e.g. a GSM8K solution: use :func:`final_number`) gives None, so a
+    reward that does not fit the data shows up as failures instead of training on a constant 0.
+    """
+    return [
+        float(is_correct(completion_text(c), a)) if INTEGER.fullmatch(str(a).strip()) else None
+        for c, a in zip(completions, answer, strict=True)
+    ]
 
 
 def _number(text: str) -> float | None:

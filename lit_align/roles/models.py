@@ -30,6 +30,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from lit_align.domains import DropoutRate, PositiveInt, check_fields
 from lit_align.errors import ModelLoadError
 from lit_align.roles.paths import POLICY_KEY, first_line, resolve_model_path
 from lit_align.roles.tokenizer import load_tokenizer
@@ -86,12 +87,16 @@ class ModelSpec:
     gradient_checkpointing: bool = False
     trust_remote_code: bool = False
     revision: str | None = None
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_r: PositiveInt = 16
+    lora_alpha: PositiveInt = 32
+    lora_dropout: DropoutRate = 0.05
     lora_target_modules: str | list[str] = "all-linear"
     bnb_compute_dtype: str = "float32"
     bnb_quant_storage: str = "uint8"
+
+    def __post_init__(self) -> None:
+        """Refuse values outside their domain (see :mod:`lit_align.domains`)."""
+        check_fields(self)
 
 
 def _torch_dtype(name: str) -> torch.dtype | str:

@@ -33,6 +33,7 @@ from lightning import Callback, LightningModule, Trainer
 from peft import PeftModel
 from torch.distributed.tensor import DTensor
 
+from lit_align.domains import NonNegativeInt, check_fields
 from lit_align.errors import LitAlignError
 from lit_align.roles.models import Finetune, ModelSpec, load_frozen
 from lit_align.roles.scoring import stacked_logps
@@ -58,8 +59,12 @@ class ReferenceSpec:
 
     kind: ReferenceKind = "auto"
     model: ModelSpec | None = None
-    refresh_every: int = 0
+    refresh_every: NonNegativeInt = 0
     refresh_mix: float = 1.0
+
+    def __post_init__(self) -> None:
+        """Refuse values outside their domain (see :mod:`lit_align.domains`)."""
+        check_fields(self)
 
 
 class Reference(torch.nn.Module):

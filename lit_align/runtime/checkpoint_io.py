@@ -10,7 +10,10 @@ file in ``/tmp``; nothing is fsynced. :class:`AtomicCheckpointIO` writes next to
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import uuid
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +24,8 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.strategies import Strategy
+
+from lit_align.errors import CheckpointError
 
 # Temporary files must not contain "hpc_ckpt_" or "last": Lightning finds the checkpoints to resume from by those
 # substrings in file names, and a partial file must never be taken for a checkpoint.
@@ -86,3 +91,58 @@ def use_atomic_writes(strategy: Strategy) -> None:
 
 def _is_local(path: _PATH) -> bool:
     return isinstance(get_filesystem(path), LocalFileSystem)
+
+
+def checkpoint_problem(path: Any, key: str, error: BaseException) -> CheckpointError | None:
+    """The one-line error for a checkpoint that failed to load, or None when ``error`` is not about the file.
+
+    Missing, truncated or damaged files and files that weights-only loading refuses (they would run code when
+    unpickled) are the user's to fix; anything else is a bug and keeps its traceback.
+    """
+    where = f"{key}: '{path}'"
+    if isinstance(error, FileNotFoundError) or (isinstance(error, OSError) and not Path(str(path)).exists()):
+        return CheckpointError(f"{where}: no such checkpoint")
+    if isinstance(error, pickle.UnpicklingError) and "weights only" in str(error).lower():
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        what = f" (it needs {found.group(1)})" if found else ""
+        return CheckpointError(
+            f"{where}: refused as unsafe: it holds objects that weights-only loading does not allow{what}; "
+            "only load checkpoints you trust, and re-save them as plain tensors"
+        )
+    if isinstance(error, (EOFError, zipfile.BadZipFile, pickle.UnpicklingError)) or (
+        isinstance(error, RuntimeError) and ("zip archive" in str(error) or "PytorchStreamReader" in str(error))
+    ):
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return CheckpointError(f"{where}: truncated or damaged ({first[:120]})")
+    return None
+
+
+def load_checkpoint_file(path: Path, key: str) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` on CPU, with a one-line :class:`CheckpointError` for a bad file."""
+    if not path.is_file():
+        raise CheckpointError(f"{key}: '{path}': no such checkpoint")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{key}: '{path}': truncated or damaged (empty file)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 (sorted below: file problems become one line, bugs are re-raised)
+        problem = checkpoint_problem(path, key, error)
+        if problem is None:
+            raise
+        raise problem from error
+
+
+def guard_checkpoint_loading(strategy: Strategy, key: str = "ckpt_path") -> None:
+    """Make ``strategy.load_checkpoint`` (what ``--ckpt_path`` resumes through) fail in one line on a bad file."""
+    load = strategy.load_checkpoint
+
+    def load_checkpoint(checkpoint_path: _PATH, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return load(checkpoint_path, *args, **kwargs)
+        except Exception as error:  # noqa: BLE001 (file problems become one line; anything else is re-raised)
+            problem = checkpoint_problem(checkpoint_path, key, error)
+            if problem is None:
+                raise
+            raise problem from error
+
+    strategy.load_checkpoint = load_checkpoint

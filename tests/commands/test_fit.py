@@ -167,7 +167,7 @@ def test_bad_config_value_exits_2_naming_the_nested_key(tmp_path):
     result = run_lit_align("fit", "--config", "recipes/sft.yaml", "--model.init_args.policy.finetune", "lorax")
     assert result.returncode == 2
     line = _error_line(result)
-    assert line.startswith("lit-align: error: model.policy.finetune: ") and "lorax" in line
+    assert line.startswith("lit-align: error: model.init_args.policy.finetune: ") and "lorax" in line
 
 
 def test_readme_test_command_is_what_ci_runs():

@@ -76,8 +76,24 @@ def test_label_must_be_boolean(tmp_path, label):
 
 
 def test_non_boolean_labels_can_be_skipped_and_counted(tmp_path):
-    rows = [{"prompt": "q", "completion": "a", "label": True}, {"prompt": "q", "completion": "b", "label": "yes"}]
+    rows = [
+        {"prompt": "q", "completion": "a", "label": True},
+        {"prompt": "q", "completion": "b", "label": "yes"},
+        {"prompt": "r", "completion": "c", "label": False},
+    ]
     dm = _module(tmp_path, rows, on_bad_row="skip")
-    with pytest.warns(UserWarning, match="1 skipped"):
+    with pytest.warns(UserWarning, match=r"1 skipped \(1 must be true or false, got 'yes': row 2\)"):
         dm.setup("fit")
-    assert len(dm.rows["train"]) == 1 and dm.stats["train"]["skipped"] == 1
+    assert len(dm.rows["train"]) == 2 and dm.stats["train"]["skipped"] == 1
+
+
+@pytest.mark.parametrize("label", [True, False])
+def test_a_training_set_with_one_label_only_is_refused(tmp_path, label):
+    rows = [{"prompt": "q", "completion": "a", "label": label}, {"prompt": "r", "completion": "b", "label": label}]
+    with pytest.raises(DataError) as info:
+        _module(tmp_path, rows).setup("fit")
+    kind = "desirable (true)" if label else "undesirable (false)"
+    assert str(info.value) == (
+        f"{tmp_path / 'binary.jsonl'}: field 'label': every training row is {kind}; "
+        "KTO needs both desirable and undesirable rows"
+    )

@@ -90,3 +90,19 @@ def test_bad_pairs_are_skipped_and_counted_when_asked(tmp_path):
         dm.setup("fit")
     assert len(dm.rows["train"]) == 1 and dm.stats["train"]["skipped"] == 3
     assert dm.stats["train"]["skipped: chosen and rejected are identical"] == 1
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_validation_prompts_never_appear_in_training(tmp_path, implicit):
+    rows = []
+    for i in range(30):
+        for j in range(4):
+            pair = {"prompt": f"question {i} ?", "chosen": f" yes {j}", "rejected": f" no {j}"}
+            if implicit:
+                pair = {"chosen": pair["prompt"] + pair["chosen"], "rejected": pair["prompt"] + pair["rejected"]}
+            rows.append(pair)
+    path = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    dm = PairwiseDataModule(tokenizer="lit-align/tiny-sft", source=DataSource(path=str(path), val_size=0.25))
+    dm.setup("fit")
+    prompts = {split: {tuple(r["prompt_ids"]) for r in dm.rows[split]} for split in ("train", "val")}
+    assert len(prompts["train"]) + len(prompts["val"]) == 30 and not prompts["train"] & prompts["val"]

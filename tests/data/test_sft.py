@@ -16,7 +16,7 @@ def test_chat_rows_use_template_and_train_on_completion_only(tmp_path, tiny_toke
     messages = [{"role": "user", "content": "What is 2 + 3?"}, {"role": "assistant", "content": "5"}]
     dm = _module(tmp_path, [{"messages": messages}])
     dm.setup("fit")
-    row = dm.train_rows[0]
+    row = dm.rows["train"][0]
     assert tiny_tokenizer.decode(row["input_ids"]) == "<|user|>What is 2 + 3?<|end|><|assistant|>5</s>"
     counted = [t for t in row["labels"] if t != IGNORE_INDEX]
     assert tiny_tokenizer.decode(counted) == "5</s>"
@@ -26,25 +26,28 @@ def test_chat_rows_use_template_and_train_on_completion_only(tmp_path, tiny_toke
 def test_plain_rows_get_eos_and_all_token_option(tmp_path, tiny_tokenizer):
     dm = _module(tmp_path, [{"prompt": "2+3=", "completion": "5"}], completion_only_loss=False)
     dm.setup("fit")
-    row = dm.train_rows[0]
+    row = dm.rows["train"][0]
     assert row["input_ids"][-1] == tiny_tokenizer.eos_token_id
     assert row["labels"] == row["input_ids"]
 
 
-def test_truncation_cuts_end_and_drops_rows_without_completion(tmp_path):
+def test_truncation_cuts_end_and_a_prompt_without_room_is_an_error_or_a_counted_skip(tmp_path):
     rows = [{"prompt": "short", "completion": "x" * 50}, {"prompt": "y" * 40, "completion": "z"}]
-    dm = _module(tmp_path, rows, max_length=20)
-    with pytest.warns(UserWarning, match="2 of 2 rows cut to max_length=20, 1 dropped"):
+    with pytest.raises(DataError, match=r"row 2: field 'prompt': the prompt \(\d+ tokens\) leaves no room"):
+        _module(tmp_path, rows, max_length=20).setup("fit")
+    dm = _module(tmp_path, rows, max_length=20, on_bad_row="skip")
+    with pytest.warns(UserWarning, match=r"2 rows: 1 truncated, 1 skipped \(1 the prompt .* leaves no room .*: row 2\)"):
         dm.setup("fit")
-    assert len(dm.train_rows) == 1 and len(dm.train_rows[0]["input_ids"]) == 20
+    assert len(dm.rows["train"]) == 1 and len(dm.rows["train"][0]["input_ids"]) == 20
+    assert dm.stats["train"]["truncated"] == 1 and dm.stats["train"]["skipped"] == 1
 
 
 def test_batches_are_dynamically_padded(tmp_path, tiny_tokenizer):
     rows = [{"prompt": "a", "completion": "b"}, {"prompt": "a longer prompt", "completion": "b"}]
     dm = _module(tmp_path, rows, batch_size=2)
     dm.setup("fit")
-    dm.train_rows = sorted(dm.train_rows, key=lambda r: len(r["input_ids"]))
-    batch = next(iter(dm._loader(dm.train_rows, 2, shuffle=False)))
+    dm.rows["train"] = sorted(dm.rows["train"], key=lambda r: len(r["input_ids"]))
+    batch = next(iter(dm.splits.loader("train", shuffle=False)))
     assert batch["input_ids"].shape == (2, 17)  # 15 prompt chars + "b" + EOS
     assert batch["attention_mask"][0].tolist() == [1] * 3 + [0] * 14
     assert batch["input_ids"][0, 3:].eq(tiny_tokenizer.pad_token_id).all()
