@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import NamedTuple
 from pathlib import Path
 
 import torch.distributed as dist
@@ -76,11 +77,19 @@ def run_on_two_processes(compute: Callable[[int], object]) -> list:
     return out["ranks"]
 
 
-def run_in_process(*args: str) -> tuple[int, str]:
-    """Run ``lit-align <args>`` in this process; return (exit code, what it printed to stderr).
+class InProcessRun(NamedTuple):
+    """What :func:`run_in_process` saw: the exit code, stderr, and the warnings raised."""
 
-    Much faster than :func:`run_lit_align` (no new interpreter, imports already done), for the many bad-input cases.
-    An exception that escapes ``main`` (a traceback a user would see) fails the calling test.
+    code: int
+    stderr: str
+    warnings: list[str]
+
+
+def run_in_process(*args: str) -> InProcessRun:
+    """Run ``lit-align <args>`` in this process, as :func:`run_lit_align` but much faster (no new interpreter).
+
+    For the many bad-input cases. An exception that escapes ``main`` (a traceback a user would see) is not caught,
+    so it fails the calling test.
     """
     import contextlib
     import io
@@ -90,10 +99,10 @@ def run_in_process(*args: str) -> tuple[int, str]:
 
     err = io.StringIO()
     code = 0
-    with contextlib.redirect_stderr(err), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with contextlib.redirect_stderr(err), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
             main(list(args))
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
-    return code, err.getvalue()
+    return InProcessRun(code, err.getvalue(), [str(w.message) for w in caught])

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     except ArgumentError as error:
         _fail(f"{summarize_config_error(str(error))} (see lit-align --help)", error)
     except (ValueError, TypeError) as error:
-        message = lightning_config_error(error)
+        message = instantiation_error(error) or lightning_config_error(error)
         if message is None:
             raise
         _fail(message, error)
@@ -57,6 +57,23 @@ def _first_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
+def instantiation_error(error: BaseException) -> str | None:
+    """One line for a user error raised inside a constructor that jsonargparse called (it wraps it in a ValueError).
+
+    Only a :class:`LitAlignError` cause counts; its ``<ClassName>.<argument>`` key becomes the config key
+    (``model.init_args.<argument>`` or ``data.init_args.<argument>``).
+    """
+    cause = error.__cause__
+    if not isinstance(cause, LitAlignError):
+        return None
+    message = str(cause)
+    section = "data" if "LightningDataModule" in str(error) else "model" if "LightningModule" in str(error) else None
+    owner = re.match(r"(\w+)\.(\w+): ", message)
+    if section and owner and owner.group(1)[:1].isupper():
+        message = f"{section}.init_args.{message[len(owner.group(1)) + 1 :]}"
+    return message
+
+
 def lightning_config_error(error: BaseException) -> str | None:
     """One line for a ValueError/TypeError that Lightning raised on its own settings (e.g. ``val_check_interval``).
 
@@ -72,7 +89,29 @@ def lightning_config_error(error: BaseException) -> str | None:
     return f"trainer: {_first_line(error)}"
 
 
+def check_config_files(args: list[str]) -> None:
+    """Parse every ``--config`` file first, so a YAML syntax error names its file, line and column."""
+    import yaml
+
+    paths = [b for a, b in zip(args, args[1:], strict=False) if a == "--config"]
+    paths += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    for path in paths:
+        file = Path(path)
+        if not file.is_file():
+            raise LitAlignError(f"--config: '{path}' does not exist")
+        try:
+            yaml.safe_load(file.read_text())
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise LitAlignError(f"--config: '{path}':{where}: invalid YAML: {problem}") from error
+        except UnicodeDecodeError as error:
+            raise LitAlignError(f"--config: '{path}': is not valid UTF-8 text") from error
+
+
 def _dispatch(args: list[str], argv: list[str] | None) -> None:
+    check_config_files(args)
     if args and args[0] == "evaluate":
         from lit_align.commands.evaluate import evaluate_cli
 

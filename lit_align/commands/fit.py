@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from lightning import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
 import lit_align.data  # noqa: F401  (registers the data modules for short class names)
 import lit_align.objectives  # noqa: F401  (registers the objectives for short class names)
+from lit_align.errors import ConfigError
 from lit_align.roles.paths import POLICY_KEY, resolve_model_path
 from lit_align.runtime.callbacks import RNGState
 from lit_align.runtime.checkpoint_io import guard_checkpoint_loading, use_atomic_writes
@@ -22,7 +26,8 @@ class LitAlignCLI(LightningCLI):
         parser.link_arguments("model.init_args.policy.trust_remote_code", "data.init_args.trust_remote_code")
 
     def before_instantiate_classes(self) -> None:
-        """Check the policy path before any data is loaded, so a typo fails fast and names the key to fix."""
+        """Check the trainer settings and the policy path before anything loads, naming the key to fix."""
+        check_trainer_settings(self._get(self.config, "trainer"))
         name_or_path = self._get(self.config, POLICY_KEY)
         if isinstance(name_or_path, str):
             resolve_model_path(name_or_path, POLICY_KEY)
@@ -37,6 +42,54 @@ class LitAlignCLI(LightningCLI):
         if not any(isinstance(callback, RNGState) for callback in trainer.callbacks):
             trainer.callbacks.append(RNGState())  # a resumed run draws the same random numbers
         return trainer
+
+
+def check_trainer_settings(trainer: Any) -> None:
+    """Refuse Trainer values that Lightning accepts but that make a run meaningless or crash later.
+
+    ``max_steps: -5`` trains nothing and exits 0; ``accumulate_grad_batches: 0`` and ``val_check_interval: 0``
+    divide by zero mid-run; a negative ``gradient_clip_val`` flips every gradient (ascent).
+
+    Raises:
+        ConfigError: Naming the ``trainer.<key>``.
+
+    """
+
+    def get(name: str) -> Any:
+        return getattr(trainer, name, None)
+
+    rules = {
+        "max_steps": (get("max_steps") in (None, -1) or _int(get("max_steps")) > 0, "-1 (no limit) or > 0"),
+        "max_epochs": (get("max_epochs") in (None, -1) or _int(get("max_epochs")) > 0, "-1 (no limit) or > 0"),
+        "accumulate_grad_batches": (
+            get("accumulate_grad_batches") is None or _int(get("accumulate_grad_batches")) >= 1,
+            "an integer >= 1",
+        ),
+        "log_every_n_steps": (get("log_every_n_steps") is None or _int(get("log_every_n_steps")) >= 1, ">= 1"),
+        "gradient_clip_val": (get("gradient_clip_val") is None or _num(get("gradient_clip_val")) >= 0, ">= 0"),
+        "check_val_every_n_epoch": (
+            get("check_val_every_n_epoch") is None or _int(get("check_val_every_n_epoch")) >= 1,
+            "None or >= 1",
+        ),
+    }
+    interval = get("val_check_interval")
+    if isinstance(interval, (int, float)) and not isinstance(interval, bool):
+        valid = interval >= 1 if isinstance(interval, int) else 0 < interval <= 1
+        rules["val_check_interval"] = (valid, "an integer >= 1 (batches) or a fraction in (0, 1] of an epoch")
+    for key, (ok, domain) in rules.items():
+        if not ok:
+            raise ConfigError(f"trainer.{key}", f"must be {domain}, got {get(key)!r}")
+
+
+def _int(value: Any) -> float:
+    """The value if it is an integer (not a bool), else -inf so that any range check fails."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else float("-inf")
+
+
+def _num(value: Any) -> float:
+    """The value if it is a finite number, else -inf."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return value if ok else float("-inf")
 
 
 def run_cli(args: list[str] | None = None, *, run: bool = True) -> LitAlignCLI:

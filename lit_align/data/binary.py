@@ -13,12 +13,12 @@ from torch.utils.data import DataLoader
 
 from lit_align.data.collate import collate_binary
 from lit_align.data.pairwise import pair_texts
-from lit_align.data.rows import OnBadRow, SplitLoaders, log_row_stats, tokenize_splits
+from lit_align.data.rows import OnBadRow, SplitLoaders, tokenize_splits, train_loader
 from lit_align.data.sources import DataSource, Split
 from lit_align.data.templates import fit_to_length, tokenize_prompt_completion
 from lit_align.data.validation import bool_field, text_or_messages
 from lit_align.domains import NonNegativeInt, PositiveInt, check_args
-from lit_align.errors import DataError
+from lit_align.errors import ConfigError, DataError
 from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.types import Shape
 
@@ -70,6 +70,11 @@ class BinaryDataModule(LightningDataModule):
 
         """
         check_args(BinaryDataModule.__init__, locals(), "BinaryDataModule")
+        if max_prompt_length is not None and max_prompt_length >= max_length:
+            raise ConfigError(
+                "BinaryDataModule.max_prompt_length",
+                f"must be below max_length ({max_length}), got {max_prompt_length}",
+            )
         super().__init__()
         self.save_hyperparameters()
         self.source = source
@@ -135,8 +140,7 @@ class BinaryDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training rows."""
-        log_row_stats(self)
-        return self.splits.loader("train", shuffle=True)
+        return train_loader(self)
 
     def val_dataloader(self) -> DataLoader | list:
         """Validation rows (none when the source has no validation rows)."""

@@ -10,7 +10,7 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
 from lit_align.data.collate import collate_pairwise
-from lit_align.data.rows import OnBadRow, SplitLoaders, log_row_stats, tokenize_splits
+from lit_align.data.rows import OnBadRow, SplitLoaders, tokenize_splits, train_loader
 from lit_align.data.sources import DataSource, Split
 from lit_align.data.templates import (
     fit_to_length,
@@ -20,7 +20,7 @@ from lit_align.data.templates import (
 )
 from lit_align.data.validation import text_or_messages
 from lit_align.domains import NonNegativeInt, PositiveInt, check_args
-from lit_align.errors import DataError
+from lit_align.errors import ConfigError, DataError
 from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.types import Shape
 
@@ -124,7 +124,10 @@ class PairwiseDataModule(LightningDataModule):
         check_args(PairwiseDataModule.__init__, locals(), "PairwiseDataModule")
         super().__init__()
         if max_prompt_length is not None and max_prompt_length >= max_length:
-            raise ValueError(f"max_prompt_length ({max_prompt_length}) must be below max_length ({max_length})")
+            raise ConfigError(
+                "PairwiseDataModule.max_prompt_length",
+                f"must be below max_length ({max_length}), got {max_prompt_length}",
+            )
         self.save_hyperparameters()
         self.source = source
         self.tokenizer = None
@@ -184,8 +187,7 @@ class PairwiseDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training rows."""
-        log_row_stats(self)
-        return self.splits.loader("train", shuffle=True)
+        return train_loader(self)
 
     def val_dataloader(self) -> DataLoader | list:
         """Validation rows (none when the source has no validation rows)."""

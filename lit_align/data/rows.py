@@ -153,6 +153,39 @@ class SplitLoaders:
         return {name: self.loader(name, shuffle=False) for name, rows in self.rows.items() if rows}
 
 
+def train_loader(datamodule: Any) -> DataLoader:
+    """The shuffled training loader of a data module, after logging its row counts and fitting the validation cadence.
+
+    A step interval (``trainer.val_check_interval: 250``) longer than one epoch of this data would make Lightning
+    refuse the run; the interval is then capped at the epoch (validate at each epoch end) with a one-line notice.
+    """
+    log_row_stats(datamodule)
+    loader = datamodule.splits.loader("train", shuffle=True)
+    fit_validation_interval(datamodule.trainer, loader)
+    return loader
+
+
+def fit_validation_interval(trainer: Any, loader: DataLoader) -> None:
+    """Validate at epoch end when ``trainer.val_check_interval`` (steps) exceeds the batches of one epoch."""
+    interval = getattr(trainer, "val_check_interval", None)
+    if not isinstance(interval, int) or trainer.check_val_every_n_epoch is None or not trainer.limit_val_batches:
+        return
+    batches = len(loader)
+    if not (dist.is_available() and dist.is_initialized()):  # Lightning adds a distributed sampler later
+        rows = -(-len(loader.dataset) // max(trainer.world_size, 1))
+        batches = -(-rows // loader.batch_size)
+    if isinstance(trainer.limit_train_batches, int):
+        batches = min(batches, trainer.limit_train_batches)
+    elif trainer.limit_train_batches < 1:
+        batches = int(batches * trainer.limit_train_batches)
+    if 0 < batches < interval:
+        rank_zero_warn(
+            f"trainer.val_check_interval={interval} is more than the {batches} training batches of one epoch of "
+            "this data; validating at the end of every epoch instead"
+        )
+        trainer.val_check_interval = 1.0
+
+
 def log_row_stats(datamodule: Any) -> None:
     """Send each split's row counts (``rows``, ``truncated``, ``skipped``, per reason) to the trainer's loggers.
 

@@ -10,7 +10,7 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
 from lit_align.data.collate import collate_sft
-from lit_align.data.rows import OnBadRow, SplitLoaders, log_row_stats, tokenize_splits
+from lit_align.data.rows import OnBadRow, SplitLoaders, tokenize_splits, train_loader
 from lit_align.data.sources import DataSource, Split
 from lit_align.data.templates import tokenize_prompt_completion
 from lit_align.data.validation import messages_field, text_or_messages
@@ -132,8 +132,7 @@ class SFTDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches."""
-        log_row_stats(self)
-        return self.splits.loader("train", shuffle=True)
+        return train_loader(self)
 
     def val_dataloader(self) -> DataLoader | list:
         """Return validation batches (none when the source has no validation rows)."""
