@@ -7,8 +7,8 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 import torch.distributed as dist
 import torch.multiprocessing as mp

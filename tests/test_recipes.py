@@ -87,3 +87,38 @@ def test_readme_stack_keeps_the_recipes_optimizer_and_schedule(stack, capsys):
         if not any(a.startswith(f"--model.init_args.{key}") for a in stack):
             assert resolved["model"]["init_args"].get(key) == alone["model"]["init_args"].get(key), key
     assert resolved["trainer"]["max_steps"] == alone["trainer"]["max_steps"] or "--trainer.max_steps" in stack
+
+
+def _six_rows(recipe: str) -> list[dict]:
+    """Six rows of the shape the recipe's data module reads, as a user's own small file would hold."""
+    questions = [(f"What is {i} + 1?", str(i + 1)) for i in range(6)]
+    if recipe == "sft":
+        return [{"prompt": q, "completion": f" {a}"} for q, a in questions]
+    if recipe == "kto":
+        return [{"prompt": q, "completion": f" {a}", "label": i % 2 == 0} for i, (q, a) in enumerate(questions)]
+    if recipe in ("grpo", "online_dpo", "ppo"):
+        return [{"prompt": q, "answer": a} for q, a in questions]
+    return [{"prompt": q, "chosen": f" {a}", "rejected": f" {int(a) + 1}"} for q, a in questions]
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_every_recipe_trains_and_validates_on_a_six_row_file(recipe, tmp_path):
+    """Shipped intervals (validate every 20-500 steps) meet a 6-row file: validation moves to each epoch's end."""
+    from tests.helpers import run_in_process, write_jsonl
+
+    path = write_jsonl(tmp_path / "six.jsonl", _six_rows(recipe.stem))
+    extra = []
+    if recipe.stem == "ppo":  # its reward model (runs/rm) exists only after recipes/rm.yaml has run
+        extra = ["--model.init_args.rewards", '[{"function": "lit_align.rewards.arithmetic_answer"}]']
+    run = run_in_process(
+        "fit", "--config", str(recipe), "--data.init_args.source.path", str(path),
+        "--data.init_args.source.val_size", "2", "--trainer.max_steps", "2", *extra,
+        "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert run.code == 0, run.stderr[-3000:]
+    assert any(
+        "training batches of one epoch of this data; validating at the end of every epoch" in w for w in run.warnings
+    )
+    header = (tmp_path / "run" / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert any(name.startswith("val/") for name in header), header
+    assert (tmp_path / "run" / "hf_model" / "config.json").is_file()

@@ -15,9 +15,10 @@ from lightning import LightningModule
 from torch.distributed.checkpoint import CheckpointException
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
-from lit_align.errors import LitAlignError
+from lit_align.errors import CheckpointError, LitAlignError
 from lit_align.roles.models import save_hf
 from lit_align.roles.tokenizer import load_tokenizer
+from lit_align.runtime.checkpoint_io import load_checkpoint_file
 
 REBUILD_KEYS = ("seed_everything", "trainer", "model", "data")
 
@@ -27,9 +28,11 @@ def load_module(run_config: str, ckpt_path: str) -> LightningModule:
     from lit_align.commands.fit import run_cli  # the CLI imports every objective; keep `lit-align --help` light
 
     config_path, ckpt = Path(run_config), Path(ckpt_path)
-    for key, path in (("--run_config", config_path), ("--ckpt_path", ckpt)):
-        if not path.exists():
-            raise LitAlignError(f"{key}: '{path}' does not exist")
+    if not config_path.is_file():
+        raise LitAlignError(f"--run_config: '{config_path}' does not exist")
+    if not ckpt.exists():
+        raise CheckpointError(f"--ckpt_path: '{ckpt}': no such checkpoint")
+    state = read_state_dict(ckpt)  # a bad checkpoint fails before the module is rebuilt
     # Keep the sections that describe the module; fit-only keys (ckpt_path, weights_only) are not needed here.
     settings = {k: v for k, v in yaml.safe_load(config_path.read_text()).items() if k in REBUILD_KEYS}
     settings.setdefault("trainer", {})["logger"] = False
@@ -41,7 +44,6 @@ def load_module(run_config: str, ckpt_path: str) -> LightningModule:
             cli = run_cli(["--config", str(clean)], run=False)
     module = cli.model
     module.configure_model()
-    state = read_state_dict(ckpt)
     missing, unexpected = module.load_state_dict(state, strict=False)
     policy_missing = [k for k in missing if k.startswith("policy.")]
     if policy_missing or unexpected:
@@ -58,7 +60,7 @@ def read_state_dict(ckpt: Path) -> dict[str, torch.Tensor]:
     Both hold tensors and plain values only, so they load with ``weights_only=True`` (no unpickling of code).
     """
     if not ckpt.is_dir():
-        return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+        return _state_dict(load_checkpoint_file(ckpt, "--ckpt_path"), ckpt)
     if not (ckpt / ".metadata").is_file():
         raise LitAlignError(f"--ckpt_path: '{ckpt}' is a folder but not a sharded checkpoint (no .metadata)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +71,13 @@ def read_state_dict(ckpt: Path) -> dict[str, torch.Tensor]:
             raise LitAlignError(
                 f"--ckpt_path: '{ckpt}': damaged or incomplete folder of shards ({error!r:.200})"
             ) from error
-        return torch.load(whole, map_location="cpu", weights_only=True)["state_dict"]
+        return _state_dict(load_checkpoint_file(whole, "--ckpt_path"), ckpt)
+
+
+def _state_dict(checkpoint: object, ckpt: Path) -> dict[str, torch.Tensor]:
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointError(f"--ckpt_path: '{ckpt}': not a Lightning checkpoint (no state_dict)")
+    return checkpoint["state_dict"]
 
 
 def export(run_config: str = "", ckpt_path: str = "", out: str = "", merge_adapter: bool = True) -> dict:

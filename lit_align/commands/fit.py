@@ -14,7 +14,7 @@ import lit_align.objectives  # noqa: F401  (registers the objectives for short c
 from lit_align.errors import ConfigError
 from lit_align.roles.paths import POLICY_KEY, resolve_model_path
 from lit_align.runtime.callbacks import RNGState
-from lit_align.runtime.checkpoint_io import guard_checkpoint_loading, use_atomic_writes
+from lit_align.runtime.checkpoint_io import checkpoint_problem, guard_checkpoint_loading, use_atomic_writes
 
 
 class LitAlignCLI(LightningCLI):
@@ -24,6 +24,17 @@ class LitAlignCLI(LightningCLI):
         """Link values that must agree so they are written once (in the model section)."""
         parser.link_arguments("model.init_args.policy.name_or_path", "data.init_args.tokenizer")
         parser.link_arguments("model.init_args.policy.trust_remote_code", "data.init_args.trust_remote_code")
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads ``--ckpt_path``'s hyperparameters first; a bad file is one line here, not a traceback."""
+        try:
+            super()._parse_ckpt_path()
+        except Exception as error:  # noqa: BLE001 (file problems become one line; anything else is re-raised)
+            ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+            problem = checkpoint_problem(ckpt_path, "--ckpt_path", error)
+            if problem is None:
+                raise
+            raise problem from error
 
     def before_instantiate_classes(self) -> None:
         """Check the trainer settings and the policy path before anything loads, naming the key to fix."""

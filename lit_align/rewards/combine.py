@@ -139,15 +139,19 @@ class RewardSet:
     def _call(self, name: str, fn: Callable, prompts: list, completions: list, columns: dict) -> tuple[list, set]:
         """The reward's values for every sample, and the samples on which it raised (scored None)."""
         try:
-            return self._checked(name, fn(prompts, completions, **columns), len(completions)), set()
+            values = fn(prompts, completions, **columns)
         except Exception:  # noqa: BLE001 (any user code may fail; find and report the sample below)
             pass
+        else:
+            return self._checked(name, values, len(completions)), set()
         values: list = []
         raised: set[int] = set()
         for i in range(len(completions)):
             one = {k: v[i : i + 1] for k, v in columns.items()}
             try:
                 values += self._checked(name, fn(prompts[i : i + 1], completions[i : i + 1], **one), 1)
+            except LitAlignError:  # a broken contract (wrong length or type) is an error whatever on_error says
+                raise
             except Exception as error:  # noqa: BLE001
                 message = (
                     f"reward '{name}' failed on sample {i} (prompt={prompts[i]!r:.200}, "
@@ -174,11 +178,15 @@ class RewardSet:
 
     @staticmethod
     def _checked(name: str, values: Any, expected: int) -> list:
+        """The values as floats or None; a reward that returns anything else is refused (it breaks the contract)."""
         if not isinstance(values, (list, tuple)) or len(values) != expected:
-            raise TypeError(f"reward '{name}' must return a list of {expected} floats or None, got {values!r:.80}")
+            raise LitAlignError(
+                f"reward '{name}' must return a list of {expected} floats or None (one per completion), "
+                f"got {values!r:.80}"
+            )
         for v in values:
             if v is not None and not isinstance(v, numbers.Real) and not (torch.is_tensor(v) and v.numel() == 1):
-                raise TypeError(f"reward '{name}' returned {v!r}, not a float or None")
+                raise LitAlignError(f"reward '{name}' returned {v!r:.80}, not a float or None")
         return [None if v is None else float(v) for v in values]
 
 

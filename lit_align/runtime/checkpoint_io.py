@@ -103,7 +103,7 @@ def checkpoint_problem(path: Any, key: str, error: BaseException) -> CheckpointE
     if isinstance(error, FileNotFoundError) or (isinstance(error, OSError) and not Path(str(path)).exists()):
         return CheckpointError(f"{where}: no such checkpoint")
     if isinstance(error, pickle.UnpicklingError) and "weights only" in str(error).lower():
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        found = re.search(r"GLOBAL ([\w.]+)", str(error))
         what = f" (it needs {found.group(1)})" if found else ""
         return CheckpointError(
             f"{where}: refused as unsafe: it holds objects that weights-only loading does not allow{what}; "

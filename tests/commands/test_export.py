@@ -63,20 +63,3 @@ def test_export_merged_and_adapter_reproduce_the_module(tmp_path):
         assert torch.equal(_greedy(exported, ids), _greedy(module.policy, ids))
         with_adapter = PeftModel.from_pretrained(base, adapter).eval()
         assert torch.allclose(with_adapter(input_ids=ids).logits, trained_logits, atol=1e-4)
-
-
-def test_export_missing_checkpoint_is_one_line_error(tmp_path):
-    result = run_lit_align(
-        "export",
-        "--run_config",
-        "recipes/sft.yaml",
-        "--ckpt_path",
-        str(tmp_path / "x.ckpt"),
-        "--out",
-        str(tmp_path / "o"),
-    )
-    assert result.returncode == 2
-    assert (
-        result.stderr.strip().splitlines()[-1]
-        == f"lit-align: error: --ckpt_path: '{tmp_path / 'x.ckpt'}' does not exist"
-    )

@@ -2,10 +2,11 @@
 
 import csv
 import json
+from types import SimpleNamespace
 
 import pytest
 
-from tests.helpers import REPO, run_lit_align, write_jsonl
+from tests.helpers import REPO, run_in_process, run_lit_align, write_jsonl
 
 FAST = [
     "--trainer.max_steps",
@@ -98,6 +99,24 @@ def test_evaluate_prints_exact_match(tmp_path):
     assert out["rows"] == 16 and 0.0 <= out["exact_match"] <= 1.0
 
 
+def _in_process(*args):
+    """The CLI run in this process (fast); same fields as a subprocess result."""
+    run = run_in_process(*args)
+    return SimpleNamespace(returncode=run.code, stderr=run.stderr)
+
+
+def _fit_in_process(tmp_path, *extra):
+    return _in_process(
+        "fit",
+        "--config",
+        str(REPO / "recipes/sft.yaml"),
+        *extra,
+        *FAST,
+        "--trainer.default_root_dir",
+        str(tmp_path / "run"),
+    )
+
+
 def _error_line(result):
     lines = [line for line in result.stderr.splitlines() if line.startswith("lit-align: error:")]
     assert len(lines) == 1, result.stderr[-3000:]
@@ -116,16 +135,19 @@ def _error_line(result):
 )
 def test_bad_rows_exit_2_with_file_row_and_field(tmp_path, rows, expected):
     path = write_jsonl(tmp_path / "bad.jsonl", rows)
-    result = _fit(tmp_path, "--data.init_args.source.path", str(path))
+    result = _fit_in_process(tmp_path, "--data.init_args.source.path", str(path))
     assert result.returncode == 2
     assert _error_line(result) == f"lit-align: error: {path}: {expected}"
 
 
-@pytest.mark.parametrize(("content", "expected"), [("", "file is empty"), ("{oops\n", "cannot be read")])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [("", "file is empty"), ("{oops\n", "row 1: is not valid JSON (Expecting property name enclosed in double quotes")],
+)
 def test_empty_or_unreadable_file_exits_2(tmp_path, content, expected):
     path = tmp_path / "data.jsonl"
     path.write_text(content)
-    result = _fit(tmp_path, "--data.init_args.source.path", str(path))
+    result = _fit_in_process(tmp_path, "--data.init_args.source.path", str(path))
     assert result.returncode == 2
     assert _error_line(result).startswith(f"lit-align: error: {path}: {expected}")
 
@@ -148,10 +170,10 @@ def test_missing_model_path_exits_2_naming_the_key(tmp_path):
 
 
 def test_unknown_class_exits_2_naming_the_key(tmp_path):
-    result = run_lit_align(
+    result = _in_process(
         "fit",
         "--config",
-        "recipes/sft.yaml",
+        str(REPO / "recipes/sft.yaml"),
         "--model.class_path",
         "lit_align.objectives.Nope",
         "--trainer.default_root_dir",
@@ -164,7 +186,9 @@ def test_unknown_class_exits_2_naming_the_key(tmp_path):
 
 
 def test_bad_config_value_exits_2_naming_the_nested_key(tmp_path):
-    result = run_lit_align("fit", "--config", "recipes/sft.yaml", "--model.init_args.policy.finetune", "lorax")
+    result = _in_process(
+        "fit", "--config", str(REPO / "recipes/sft.yaml"), "--model.init_args.policy.finetune", "lorax"
+    )
     assert result.returncode == 2
     line = _error_line(result)
     assert line.startswith("lit-align: error: model.init_args.policy.finetune: ") and "lorax" in line
@@ -179,10 +203,10 @@ def test_readme_test_command_is_what_ci_runs():
 
 
 def test_unimportable_reward_exits_2_naming_the_key(tmp_path):
-    result = run_lit_align(
+    result = _in_process(
         "fit",
         "--config",
-        "recipes/grpo.yaml",
+        str(REPO / "recipes/grpo.yaml"),
         "--model.init_args.rewards",
         '[{"function": "mypkg.rewards.judge"}]',
         "--trainer.default_root_dir",

@@ -36,7 +36,9 @@ def test_truncation_cuts_end_and_a_prompt_without_room_is_an_error_or_a_counted_
     with pytest.raises(DataError, match=r"row 2: field 'prompt': the prompt \(\d+ tokens\) leaves no room"):
         _module(tmp_path, rows, max_length=20).setup("fit")
     dm = _module(tmp_path, rows, max_length=20, on_bad_row="skip")
-    with pytest.warns(UserWarning, match=r"2 rows: 1 truncated, 1 skipped \(1 the prompt .* leaves no room .*: row 2\)"):
+    with pytest.warns(
+        UserWarning, match=r"2 rows: 1 truncated, 1 skipped \(1 the prompt .* leaves no room .*: row 2\)"
+    ):
         dm.setup("fit")
     assert len(dm.rows["train"]) == 1 and len(dm.rows["train"][0]["input_ids"]) == 20
     assert dm.stats["train"]["truncated"] == 1 and dm.stats["train"]["skipped"] == 1
