@@ -43,6 +43,25 @@ class LitAlignCLI(LightningCLI):
         if isinstance(name_or_path, str):
             resolve_model_path(name_or_path, POLICY_KEY)
 
+    def instantiate_classes(self) -> None:
+        """Build the classes; a constructor's ``<Class>.<argument>`` error is re-keyed as the user writes it."""
+        try:
+            super().instantiate_classes()
+        except ConfigError as error:
+            raise self._rekeyed(error) from error
+        except ValueError as error:  # jsonargparse wraps errors of optional sections (data) in a ValueError
+            if not isinstance(error.__cause__, ConfigError):
+                raise
+            raise self._rekeyed(error.__cause__) from error
+
+    def _rekeyed(self, error: ConfigError) -> ConfigError:
+        owner, _, rest = error.key.partition(".")
+        for section in ("model", "data"):
+            class_path = self._get(self.config, f"{section}.class_path") if self.subcommand else None
+            if isinstance(class_path, str) and class_path.rsplit(".", 1)[-1] == owner and rest:
+                return ConfigError(f"{section}.init_args.{rest}", str(error)[len(error.key) + 2 :])
+        return error
+
     def instantiate_trainer(self, **kwargs) -> Trainer:  # noqa: ANN003 (Lightning's signature)
         """Add a CSV logger in ``default_root_dir``, keep RNG states in checkpoints, write checkpoints atomically."""
         trainer = super().instantiate_trainer(**kwargs)

@@ -11,7 +11,15 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lit_align.domains import AtLeastTwo, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, check_args
 from lit_align.losses.policy_gradient import LossNormalization, clipped_policy_loss
 from lit_align.objectives.names import renamed
-from lit_align.objectives.online import Sampler, as_tensors, log_rollout, timed, validation_rollout, write_samples
+from lit_align.objectives.online import (
+    Sampler,
+    as_tensors,
+    check_group_sampling,
+    log_rollout,
+    timed,
+    validation_rollout,
+    write_samples,
+)
 from lit_align.objectives.optim import configure_optimizers, manual_step, role_device
 from lit_align.ops.advantages import AdvantageScale, group_advantages
 from lit_align.ops.logprobs import masked_mean
@@ -100,6 +108,7 @@ class GRPO(WithReference, LightningModule):
         self.automatic_optimization = False
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
         self.sampling, self.eval_sampling = sampling, eval_sampling  # hparams holds them as plain dicts
+        check_group_sampling(sampling, completions_per_prompt, "GRPO")
         self.reference = Reference(reference, finetune=policy.finetune, fixed_rows=False, needed=kl_coef > 0)
         self.policy: torch.nn.Module | None = None
         self.sampler: Sampler | None = None  # built in configure_model, so a bad reward is a one-line error

@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 from lightning import LightningModule
 
+from lit_align.errors import ConfigError
 from lit_align.metrics import distinct_n, log_metrics
 from lit_align.ops.advantages import group_reward_std
 from lit_align.rewards.combine import RewardScores, RewardSet
@@ -110,6 +111,21 @@ class Sampler:
     def signal_metrics(self) -> dict[str, torch.Tensor]:
         """``no_signal_batches``: training batches in a row without learning signal (0 when the last one had it)."""
         return {} if self.monitor is None else {"no_signal_batches": torch.tensor(float(self.monitor.in_a_row))}
+
+
+def check_group_sampling(sampling: SamplingConfig, completions_per_prompt: int, owner: str) -> None:
+    """Refuse greedy training samples where the signal compares a prompt's completions (they would all be equal).
+
+    Raises:
+        ConfigError: ``sampling.temperature`` is 0 with more than one completion per prompt.
+
+    """
+    if sampling.temperature == 0 and completions_per_prompt > 1:
+        raise ConfigError(
+            f"{owner}.sampling.temperature",
+            f"must be > 0: greedy decoding gives {completions_per_prompt} identical completions per prompt, so "
+            "there is nothing to compare (temperature 0 is for eval_sampling)",
+        )
 
 
 def reward_metrics(scores: RewardScores, group_size: int) -> dict[str, torch.Tensor]:

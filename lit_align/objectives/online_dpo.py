@@ -13,7 +13,15 @@ from lit_align.errors import LitAlignError
 from lit_align.losses.specs import LossType, preference_loss_spec
 from lit_align.metrics import log_metrics, preference_metrics, sequence_kl
 from lit_align.objectives.names import renamed
-from lit_align.objectives.online import Sampler, as_tensors, log_rollout, timed, validation_rollout, write_samples
+from lit_align.objectives.online import (
+    Sampler,
+    as_tensors,
+    check_group_sampling,
+    log_rollout,
+    timed,
+    validation_rollout,
+    write_samples,
+)
 from lit_align.objectives.optim import configure_optimizers, manual_step, role_device
 from lit_align.ops.pairs import best_and_worst
 from lit_align.rewards.combine import OnRewardError, RewardSet, RewardSpec
@@ -101,6 +109,7 @@ class OnlineDPO(WithReference, LightningModule):
         self.automatic_optimization = False
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
         self.sampling, self.eval_sampling = sampling, eval_sampling  # hparams holds them as plain dicts
+        check_group_sampling(sampling, completions_per_prompt, "OnlineDPO")
         self.loss = preference_loss_spec(loss_type, beta=beta, label_smoothing=label_smoothing)
         self.reference = Reference(
             reference, finetune=policy.finetune, fixed_rows=False, needed=self.loss.needs_reference

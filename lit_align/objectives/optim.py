@@ -29,11 +29,11 @@ def configure_optimizers(
     if not params:
         raise ConfigError("model.init_args.policy", "the policy has no trainable parameter")
     opt = _build(optimizer, params, OPTIMIZER_KEY)
-    check_learning_rates(opt, OPTIMIZER_KEY)
+    check_learning_rates(opt, OPTIMIZER_KEY, peak=("lr",))
     if lr_scheduler is None:
         return opt
     scheduler = _build(lr_scheduler, opt, SCHEDULER_KEY)
-    check_learning_rates(opt, SCHEDULER_KEY)
+    check_learning_rates(opt, SCHEDULER_KEY, peak=("max_lr",))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
@@ -44,15 +44,23 @@ def _build(factory: Any, argument: Any, key: str) -> Any:
         raise ConfigError(key, " ".join(str(error).split()) or type(error).__name__) from error
 
 
-def check_learning_rates(optimizer: torch.optim.Optimizer, key: str) -> None:
-    """Refuse a negative or non-finite learning rate in any parameter group (also a scheduler's peak or floor)."""
+def check_learning_rates(optimizer: torch.optim.Optimizer, key: str, peak: tuple[str, ...] = ()) -> None:
+    """Refuse a negative or non-finite learning rate in any parameter group (also a scheduler's peak or floor).
+
+    The rates named in ``peak`` (the optimizer's ``lr``, a scheduler's ``max_lr``) must also be above 0: with a
+    peak of 0 nothing trains. Others may be 0 (a warm-up starts there).
+    """
     for group in optimizer.param_groups:
         for name in LR_KEYS:
             value = group.get(name)
             values = value if isinstance(value, (list, tuple)) else [value]
             for v in values:
-                if isinstance(v, (int, float)) and not (math.isfinite(v) and v >= 0):
+                if not isinstance(v, (int, float)) or isinstance(v, bool):
+                    continue
+                if not (math.isfinite(v) and v >= 0):
                     raise ConfigError(key, f"{name} must be a finite number >= 0, got {v}")
+                if name in peak and v == 0:
+                    raise ConfigError(key, f"{name} must be > 0 (nothing trains at 0), got {v}")
 
 
 def role_device(module: LightningModule) -> torch.device | None:

@@ -37,7 +37,29 @@ def resolve_model_path(name_or_path: str, key: str = POLICY_KEY) -> str:
         return str(path)
     if _looks_local(name_or_path):
         raise ModelLoadError(f"{key}: model path '{name_or_path}' does not exist")
+    if _offline() and not _cached(name_or_path):
+        raise ModelLoadError(
+            f"{key}: '{name_or_path}' is not a local folder and not in the Hugging Face cache, and the hub is "
+            "offline (HF_HUB_OFFLINE=1); download it first or give a local path"
+        )
     return name_or_path
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _cached(repo_id: str) -> bool:
+    """Whether a hub model (its config or tokenizer config) is in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in ("config.json", "tokenizer_config.json"):
+        try:
+            if isinstance(try_to_load_from_cache(repo_id, filename), str):
+                return True
+        except ValueError:  # not a valid repo id: let transformers give its own message
+            return True
+    return False
 
 
 def first_line(error: Exception) -> str:

@@ -115,6 +115,21 @@ def test_a_combination_checked_in_a_constructor_names_the_config_key(tmp_path):
     )
 
 
+@pytest.mark.parametrize(("recipe", "group"), [("grpo", 8), ("online_dpo", 4)])
+def test_greedy_training_samples_are_refused_where_completions_are_compared(tmp_path, recipe, group):
+    _fails(tmp_path, *_recipe(recipe), "--model.init_args.sampling.temperature", "0",
+           expected=f"model.init_args.sampling.temperature: must be > 0: greedy decoding gives {group} identical "
+           "completions per prompt, so there is nothing to compare (temperature 0 is for eval_sampling)")  # fmt: skip
+
+
+def test_a_hub_id_that_is_not_cached_offline_names_the_policy_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _fails(tmp_path, *_recipe("dpo"), "--model.init_args.policy.name_or_path", "someorg/no-such-model",
+           expected="model.init_args.policy.name_or_path: 'someorg/no-such-model' is not a local folder and not in "
+           "the Hugging Face cache, and the hub is offline (HF_HUB_OFFLINE=1); download it first or give a local "
+           "path")  # fmt: skip
+
+
 def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path):
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text("model:\n  init_args:\n    beta: [1,\n")
@@ -133,6 +148,10 @@ def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path):
 OPTIMIZER = [
     (["--model.init_args.optimizer.init_args.lr", "-0.1", "--model.init_args.lr_scheduler", "null"],
      "model.init_args.optimizer: Invalid learning rate: -0.1"),
+    (["--model.init_args.optimizer.init_args.lr", "0", "--model.init_args.lr_scheduler", "null"],
+     "model.init_args.optimizer: lr must be > 0 (nothing trains at 0), got 0.0"),
+    (["--model.init_args.lr_scheduler.init_args.max_lr", "0"],
+     "model.init_args.lr_scheduler: max_lr must be > 0 (nothing trains at 0), got 0.0"),
     (["--model.init_args.optimizer.init_args.weight_decay", "-1"],
      "model.init_args.optimizer: Invalid weight_decay value: -1.0"),
     (["--model.init_args.optimizer.init_args.betas", "[0.9, 1.5]"],
@@ -379,9 +398,9 @@ def test_a_failing_reward_names_itself_and_the_sample(tmp_path, reward, expected
 @pytest.mark.parametrize(
     ("reward", "expected"),
     [
-        (
+        (  # first met in the sanity validation: 4 prompts, one greedy completion each
             "wrong_length",
-            "reward 'wrong_length' must return a list of 16 floats or None (one per completion), got [1.0]",
+            "reward 'wrong_length' must return a list of 4 floats or None (one per completion), got [1.0]",
         ),
         ("text_scores", "reward 'text_scores' returned 'good', not a float or None"),
     ],

@@ -106,3 +106,22 @@ def test_validation_prompts_never_appear_in_training(tmp_path, implicit):
     dm.setup("fit")
     prompts = {split: {tuple(r["prompt_ids"]) for r in dm.rows[split]} for split in ("train", "val")}
     assert len(prompts["train"]) + len(prompts["val"]) == 30 and not prompts["train"] & prompts["val"]
+
+
+def test_the_binarized_ultrafeedback_layout_reads_as_prompt_and_completions(tmp_path, tiny_tokenizer):
+    """A text ``prompt`` next to ``chosen`` / ``rejected`` conversations that open with it (HuggingFaceH4 style)."""
+    question = "What is 2 + 2?"
+    user = {"role": "user", "content": question}
+    rows = [
+        {
+            "prompt": question,
+            "chosen": [user, {"role": "assistant", "content": "4"}],
+            "rejected": [user, {"role": "assistant", "content": "5"}],
+            "score_chosen": 9.0,
+        }
+    ]
+    dm = _module(tmp_path, rows)
+    dm.setup("fit")
+    row = dm.rows["train"][0]
+    assert tiny_tokenizer.decode(row["prompt_ids"]) == "<|user|>What is 2 + 2?<|end|><|assistant|>"
+    assert tiny_tokenizer.decode(row["chosen_ids"]) == "4</s>" and tiny_tokenizer.decode(row["rejected_ids"]) == "5</s>"

@@ -200,7 +200,7 @@ def test_row_counts_reach_the_csv_log(tmp_path):
     from tests.helpers import write_jsonl
 
     long = "x" * 80
-    rows = [{"prompt": "a", "chosen": long, "rejected": long + "y"}, {"prompt": "b", "chosen": "1", "rejected": "2"}]
+    rows = [{"prompt": "a", "chosen": long, "rejected": "y" + long}, {"prompt": "b", "chosen": "1", "rejected": "2"}]
     dm = PairwiseDataModule(
         tokenizer=TINY,
         source=DataSource(path=str(write_jsonl(tmp_path / "p.jsonl", rows)), val_split=None),
