@@ -100,14 +100,15 @@ def check_args(function: Callable, values: dict[str, Any], owner: str) -> None:
     """Check ``values`` (e.g. ``locals()`` at the top of ``__init__``) against ``function``'s restricted annotations.
 
     Raises:
-        ConfigError: A value outside its domain, named ``<owner>.<argument>``.
+        ConfigError: A value outside its domain, named ``<owner>.<argument>`` (``--<argument>`` for owner ``--``,
+            a command's flags).
 
     """
     hints = typing.get_type_hints(function)
     for name in inspect.signature(function).parameters:
         kind = _restricted(hints.get(name))
         if kind is not None and name in values:
-            _check(kind, values[name], f"{owner}.{name}")
+            _check(kind, values[name], f"--{name}" if owner == "--" else f"{owner}.{name}")
 
 
 def check_fields(instance: Any) -> None:

@@ -137,6 +137,7 @@ def summarize_config_error(message: str) -> str:
     lines = (re.sub(r'Parser key "[^"]+":', "", line).strip(" -") for line in message.splitlines())
     details = [line for line in lines if line and not line.startswith(noise)]
     reason = " ".join(details) if details else message.strip().splitlines()[0]
+    reason = re.sub(r"Not of type \w+: ", "", reason)
     # Restricted numbers (lit_align.domains): "-1 does not conform to restriction v>0" -> "must be > 0, got -1"
     restriction = re.search(r"does not conform to restriction (.+?)(?:$|\n)", message)
     if restriction:

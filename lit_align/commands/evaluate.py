@@ -8,9 +8,10 @@ import sys
 import torch
 from jsonargparse import auto_cli
 
-from lit_align.data.sources import DataSource, load_splits
+from lit_align.data.sources import DataSource, load_splits, readable_rows
 from lit_align.data.templates import render_prompt
 from lit_align.data.validation import text_field, text_or_messages
+from lit_align.domains import PositiveInt, check_args
 from lit_align.roles.models import ModelSpec, load_policy
 from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.tasks.arithmetic import is_correct
@@ -51,8 +52,8 @@ def evaluate(
     source: DataSource = DataSource(split="test", val_split=None, num_rows=500),  # noqa: B008
     prompt_field: str = "prompt",
     answer_field: str = "answer",
-    batch_size: int = 64,
-    max_new_tokens: int = 8,
+    batch_size: PositiveInt = 64,
+    max_new_tokens: PositiveInt = 8,
     trust_remote_code: bool = False,
 ) -> dict:
     """Print held-out exact-match accuracy of a model (JSON on one line) and return it.
@@ -67,11 +68,14 @@ def evaluate(
         trust_remote_code: Allow model code from the hub.
 
     """
+    check_args(evaluate, locals(), "--")
     tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code, key="--model")
     policy = load_policy(ModelSpec(name_or_path=model, trust_remote_code=trust_remote_code))
     rows, _ = load_splits(source, Shape.PROMPT)
-    prompts = [text_or_messages(r, prompt_field, rows.origin, i) for i, r in enumerate(rows.rows)]
-    answers = [text_field(r, answer_field, rows.origin, i) for i, r in enumerate(rows.rows)]
+    prompts, answers = [], []
+    for i, r in readable_rows(rows):
+        prompts.append(text_or_messages(r, prompt_field, rows.origin, i))
+        answers.append(text_field(r, answer_field, rows.origin, i))
     accuracy, _ = exact_match(policy, tokenizer, prompts, answers, batch_size=batch_size, max_new_tokens=max_new_tokens)
     result = {"model": model, "data": rows.origin, "rows": len(answers), "exact_match": round(accuracy, 4)}
     print(json.dumps(result))
@@ -80,4 +84,4 @@ def evaluate(
 
 def evaluate_cli(args: list[str] | None = None) -> None:
     """``lit-align evaluate --help``."""
-    auto_cli(evaluate, args=sys.argv[2:] if args is None else args, prog="lit-align evaluate")
+    auto_cli(evaluate, args=sys.argv[2:] if args is None else args, prog="lit-align evaluate", exit_on_error=False)

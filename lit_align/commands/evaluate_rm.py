@@ -11,8 +11,9 @@ import torch
 from jsonargparse import auto_cli
 
 from lit_align.data.pairwise import pair_texts
-from lit_align.data.sources import DataSource, load_splits
+from lit_align.data.sources import DataSource, load_splits, readable_rows
 from lit_align.data.validation import required_field
+from lit_align.domains import PositiveInt, check_args
 from lit_align.errors import LitAlignError
 from lit_align.rewards.model import RewardModelScorer
 from lit_align.types import Shape
@@ -60,7 +61,7 @@ def evaluate_reward_model(
     chosen_field: str = "chosen",
     rejected_field: str = "rejected",
     group_field: str | None = None,
-    batch_size: int = 64,
+    batch_size: PositiveInt = 64,
     trust_remote_code: bool = False,
 ) -> dict:
     """Print a reward model's held-out pairwise accuracy (JSON on one line) and return it.
@@ -78,11 +79,12 @@ def evaluate_reward_model(
         trust_remote_code: Allow model code from the hub.
 
     """
+    check_args(evaluate_reward_model, locals(), "--")
     if model is None:
         raise LitAlignError("--model: give a reward model folder (e.g. runs/rm/hf_model)")
     rows, _ = load_splits(source, Shape.PAIRWISE)
     prompts, chosen, rejected, groups = [], [], [], []
-    for i, row in enumerate(rows.rows):
+    for i, row in readable_rows(rows):
         prompt, completion, other = pair_texts(row, (prompt_field, chosen_field, rejected_field), rows.origin, i)
         prompts.append(prompt)
         chosen.append(completion)
@@ -99,4 +101,9 @@ def evaluate_reward_model(
 
 def evaluate_reward_model_cli(args: list[str] | None = None) -> None:
     """``lit-align evaluate-rm --help``."""
-    auto_cli(evaluate_reward_model, args=sys.argv[2:] if args is None else args, prog="lit-align evaluate-rm")
+    auto_cli(
+        evaluate_reward_model,
+        args=sys.argv[2:] if args is None else args,
+        prog="lit-align evaluate-rm",
+        exit_on_error=False,
+    )

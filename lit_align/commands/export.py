@@ -110,4 +110,4 @@ def export(run_config: str = "", ckpt_path: str = "", out: str = "", merge_adapt
 
 def export_cli(args: list[str] | None = None) -> None:
     """``lit-align export --help``."""
-    auto_cli(export, args=sys.argv[2:] if args is None else args, prog="lit-align export")
+    auto_cli(export, args=sys.argv[2:] if args is None else args, prog="lit-align export", exit_on_error=False)

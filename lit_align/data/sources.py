@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,6 +180,15 @@ def _same_columns(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # Dataset.from_list takes its columns from the first row; give every row every column.
     names = list(dict.fromkeys(name for item in items for name in item))
     return [{name: item.get(name) for name in names} for item in items]
+
+
+def readable_rows(split: Split) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(index, row)`` of every row; a line that could not be read (:data:`BAD_ROW`) stops with its row number."""
+    for index, row in enumerate(split.rows):
+        reason = row.pop(BAD_ROW, None)
+        if reason is not None:
+            raise DataError(split.origin, reason, row=index + 1)
+        yield index, row
 
 
 def _whole_row(row: dict[str, Any]) -> Any:

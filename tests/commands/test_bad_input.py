@@ -422,3 +422,30 @@ def test_a_reward_that_breaks_its_contract_is_an_error_whatever_on_reward_error_
 )  # fmt: skip
 def test_a_reward_spec_that_cannot_work_is_refused_before_training(tmp_path, spec, expected):
     _fails(tmp_path, *_recipe("grpo"), *SMALL, "--model.init_args.rewards", json.dumps([spec]), expected=expected)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["evaluate", "--batch_size", "0"], "batch_size: must be > 0, got 0 (see lit-align --help)"),
+        (["evaluate", "--max_new_tokens", "-1"], "max_new_tokens: must be > 0, got -1 (see lit-align --help)"),
+        (["evaluate", "--batch_size", "abc"], "batch_size: invalid literal for int() with base 10: 'abc' "
+         "(see lit-align --help)"),
+        (["evaluate-rm", "--batch_size", "0"], "batch_size: must be > 0, got 0 (see lit-align --help)"),
+        (["export", "--ckpt_path"], "argument --ckpt_path: expected one argument (see lit-align --help)"),
+    ],
+)  # fmt: skip
+def test_the_other_commands_refuse_bad_flags_in_one_line(tmp_path, args, expected):
+    run = run_in_process(*args)
+    assert run.code == 2 and run.stderr.strip().splitlines()[-1] == f"lit-align: error: {expected}", run.stderr
+    assert "usage:" not in run.stderr
+
+
+def test_evaluate_names_an_unreadable_line(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_bytes(b'{"prompt": "caf\xe9", "answer": "2"}\n')
+    run = run_in_process("evaluate", "--source.path", str(path))
+    assert run.code == 2
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"lit-align: error: {path}: row 1: is not valid UTF-8 (byte 0xe9 at column 16)"
+    )
