@@ -1,8 +1,8 @@
 """Reward callables for the online objectives, how YAML configures them, and reward-model scoring.
 
 A reward is any callable ``(prompts, completions, **columns) -> list[float | None]``: one value per completion,
-None where it does not apply. ``columns`` are the prompt rows' other fields (for example ``answer``), repeated for
-every completion of a prompt.
+None where it cannot score one (counted as a failure and left out of the loss, as NaN and inf are). ``columns`` are
+the prompt rows' other fields (for example ``answer``), repeated for every completion of a prompt.
 """
 
 from lit_align.rewards.combine import RewardScores, RewardSet, RewardSpec
