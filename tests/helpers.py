@@ -83,6 +83,12 @@ class InProcessRun(NamedTuple):
     code: int
     stderr: str
     warnings: list[str]
+    stdout: str = ""
+
+    @property
+    def returncode(self) -> int:
+        """The exit code, under the name a subprocess result gives it."""
+        return self.code
 
 
 def run_in_process(*args: str) -> InProcessRun:
@@ -97,12 +103,16 @@ def run_in_process(*args: str) -> InProcessRun:
 
     from lit_align.commands import main
 
-    err = io.StringIO()
+    err, out = io.StringIO(), io.StringIO()
     code = 0
-    with contextlib.redirect_stderr(err), warnings.catch_warnings(record=True) as caught:
+    with (
+        contextlib.redirect_stderr(err),
+        contextlib.redirect_stdout(out),
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always")
         try:
             main(list(args))
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
-    return InProcessRun(code, err.getvalue(), [str(w.message) for w in caught])
+    return InProcessRun(code, err.getvalue(), [str(w.message) for w in caught], out.getvalue())

@@ -6,6 +6,7 @@ that the module validates field by field (see ``validation.py``).
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 from collections.abc import Callable, Iterator
@@ -168,9 +169,14 @@ def json_rows_marking_bad_lines(path: Path, origin: str, failure: DataError) -> 
     return datasets.Dataset.from_list(_same_columns(items))
 
 
-def _is_utf8(path: Path) -> bool:
+def _is_utf8(path: Path, chunk: int = 1 << 24) -> bool:
+    """Whether a file decodes as UTF-8, read in 16 MB pieces (a large file is never held whole)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        path.read_bytes().decode("utf-8")
+        with path.open("rb") as f:
+            while piece := f.read(chunk):
+                decoder.decode(piece)
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return False
     return True

@@ -8,7 +8,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from lit_align.commands.evaluate_rm import pairwise_accuracy
 from lit_align.tasks.arithmetic import make_rows
-from tests.helpers import REPO, run_lit_align, write_jsonl
+from tests.helpers import REPO, run_in_process, write_jsonl
 
 PAIR = ("chosen", "rejected")
 TINY = REPO / "lit_align" / "embedded" / "tiny-sft"
@@ -35,7 +35,7 @@ def random_reward_model(tmp_path_factory):
 
 
 def test_cli_matches_plain_transformers_scoring(random_reward_model):
-    result = run_lit_align(
+    result = run_in_process(
         "evaluate-rm", "--model", str(random_reward_model), "--source.num_rows", "40", "--group_field", "wrong_by"
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -60,14 +60,14 @@ def test_implicit_prompt_rows_and_missing_group_field(tmp_path, random_reward_mo
     rows = [{"chosen": "Q: 1+1? A: 2", "rejected": "Q: 1+1? A: 3"}]
     path = write_jsonl(tmp_path / "pairs.jsonl", rows)
     args = ["evaluate-rm", "--model", str(random_reward_model), "--source.path", str(path), "--source.split", "train"]
-    ok = run_lit_align(*args)
+    ok = run_in_process(*args)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert json.loads(ok.stdout.strip().splitlines()[-1])["rows"] == 1
-    bad = run_lit_align(*args, "--group_field", "subset")
+    bad = run_in_process(*args, "--group_field", "subset")
     assert bad.returncode == 2
     assert f"lit-align: error: {path}: row 1: field 'subset': is missing" in bad.stderr
 
 
 def test_model_is_required():
-    result = run_lit_align("evaluate-rm")
+    result = run_in_process("evaluate-rm")
     assert result.returncode == 2 and "--model" in result.stderr

@@ -2,7 +2,6 @@
 
 import csv
 import json
-from types import SimpleNamespace
 
 import pytest
 
@@ -53,7 +52,7 @@ def test_fit_writes_config_csv_and_hf_model_and_reruns_in_same_folder(tmp_path):
 
 @pytest.mark.parametrize("overlay", ["configs/strategy/lora.yaml", "configs/strategy/qlora.yaml"])
 def test_adapter_overlays_run_sft_steps(tmp_path, overlay):
-    result = _fit(tmp_path, "--config", overlay)
+    result = _fit_in_process(tmp_path, "--config", str(REPO / overlay))
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "run" / "hf_model" / "model.safetensors").exists()  # merged adapter
 
@@ -61,10 +60,10 @@ def test_adapter_overlays_run_sft_steps(tmp_path, overlay):
 @pytest.mark.parametrize("subcommand", ["validate", "test"])
 def test_validate_and_test_subcommands_log_their_stage(tmp_path, subcommand):
     stage = "val" if subcommand == "validate" else "test"
-    result = run_lit_align(
+    result = run_in_process(
         subcommand,
         "--config",
-        "recipes/sft.yaml",
+        str(REPO / "recipes/sft.yaml"),
         *FAST[8:],
         "--trainer.default_root_dir",
         str(tmp_path / "run"),
@@ -93,16 +92,15 @@ def test_the_data_tokenizer_follows_the_policy(recipe):
 
 
 def test_evaluate_prints_exact_match(tmp_path):
-    result = run_lit_align("evaluate", "--source.num_rows", "16")
+    result = run_in_process("evaluate", "--source.num_rows", "16")
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["rows"] == 16 and 0.0 <= out["exact_match"] <= 1.0
 
 
 def _in_process(*args):
-    """The CLI run in this process (fast); same fields as a subprocess result."""
-    run = run_in_process(*args)
-    return SimpleNamespace(returncode=run.code, stderr=run.stderr)
+    """The CLI run in this process (fast: no new interpreter); it has a subprocess result's fields."""
+    return run_in_process(*args)
 
 
 def _fit_in_process(tmp_path, *extra):
@@ -153,10 +151,10 @@ def test_empty_or_unreadable_file_exits_2(tmp_path, content, expected):
 
 
 def test_missing_model_path_exits_2_naming_the_key(tmp_path):
-    result = run_lit_align(
+    result = _in_process(
         "fit",
         "--config",
-        "recipes/sft.yaml",
+        str(REPO / "recipes/sft.yaml"),
         "--model.init_args.policy.name_or_path",
         str(tmp_path / "no-such-model"),
         "--trainer.default_root_dir",

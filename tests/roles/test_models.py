@@ -52,13 +52,17 @@ def test_save_hf_round_trips_lora_policy(tmp_path, tiny_tokenizer, merge):
     assert torch.allclose(reloaded(**batch).logits, policy(**batch).logits, atol=1e-5)
 
 
-def test_missing_local_path_is_a_one_line_error():
+def test_missing_local_path_is_a_one_line_error(monkeypatch):
     with pytest.raises(
         ModelLoadError, match=r"^model.init_args.policy.name_or_path: model path './nope' does not exist$"
     ):
         resolve_model_path("./nope")
-    assert resolve_model_path("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"  # hub ids pass through
     assert resolve_model_path(BASE) == str(embedded_model_path(BASE))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert resolve_model_path("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"  # online, hub ids pass through
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline, one that is not in the cache cannot load: say so now
+    with pytest.raises(ModelLoadError, match=r"'Qwen/Qwen2.5-0.5B' is not a local folder and not in the Hugging Face"):
+        resolve_model_path("Qwen/Qwen2.5-0.5B")
 
 
 def test_dtype_attention_and_gradient_checkpointing_options_apply():
