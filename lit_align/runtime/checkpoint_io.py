@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import traceback
 import uuid
 import zipfile
 from collections.abc import Callable
@@ -96,25 +97,38 @@ def _is_local(path: _PATH) -> bool:
 def checkpoint_problem(path: Any, key: str, error: BaseException) -> CheckpointError | None:
     """The one-line error for a checkpoint that failed to load, or None when ``error`` is not about the file.
 
-    Missing, truncated or damaged files and files that weights-only loading refuses (they would run code when
-    unpickled) are the user's to fix; anything else is a bug and keeps its traceback.
+    Missing, truncated or damaged files, folders where a file is needed, and files that weights-only loading refuses
+    (they would run code when unpickled) are the user's to fix; anything else is a bug and keeps its traceback.
     """
     where = f"{key}: '{path}'"
+    text = str(error)
     if isinstance(error, FileNotFoundError) or (isinstance(error, OSError) and not Path(str(path)).exists()):
         return CheckpointError(f"{where}: no such checkpoint")
-    if isinstance(error, pickle.UnpicklingError) and "weights only" in str(error).lower():
-        found = re.search(r"GLOBAL ([\w.]+)", str(error))
-        what = f" (it needs {found.group(1)})" if found else ""
+    if isinstance(error, IsADirectoryError):
         return CheckpointError(
-            f"{where}: refused as unsafe: it holds objects that weights-only loading does not allow{what}; "
-            "only load checkpoints you trust, and re-save them as plain tensors"
+            f"{where}: is a folder; give a checkpoint file (a folder of shards needs the FSDP strategy)"
         )
-    if isinstance(error, (EOFError, zipfile.BadZipFile, pickle.UnpicklingError)) or (
-        isinstance(error, RuntimeError) and ("zip archive" in str(error) or "PytorchStreamReader" in str(error))
-    ):
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return CheckpointError(f"{where}: truncated or damaged ({first[:120]})")
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if isinstance(error, pickle.UnpicklingError) and found:
+        return CheckpointError(
+            f"{where}: refused as unsafe: it holds objects that weights-only loading does not allow (it needs "
+            f"{found.group(1)}); only load checkpoints you trust, and re-save them as plain tensors"
+        )
+    if isinstance(error, pickle.UnpicklingError) and "weights only" in text.lower():
+        return CheckpointError(
+            f"{where}: weights-only loading cannot read it: damaged, not written by torch.save, or holding objects "
+            "that it does not allow"
+        )
+    if isinstance(error, (EOFError, zipfile.BadZipFile, pickle.UnpicklingError)) or _raised_by_torch_load(error):
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        return CheckpointError(f"{where}: truncated or damaged ({type(error).__name__}: {first[:120]})")
     return None
+
+
+def _raised_by_torch_load(error: BaseException) -> bool:
+    """Whether the error came out of torch's checkpoint reader itself (it reads bytes it does not understand)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).name in ("serialization.py", "_weights_only_unpickler.py")
 
 
 def load_checkpoint_file(path: Path, key: str) -> dict[str, Any]:

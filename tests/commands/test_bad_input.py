@@ -183,7 +183,12 @@ def _checkpoints(tmp_path) -> dict:
     (tmp_path / "truncated.ckpt").write_bytes(data[: len(data) // 2])
     (tmp_path / "empty.ckpt").write_bytes(b"")
     torch.save({**good, "payload": _RunsCode()}, tmp_path / "unsafe.ckpt")  # would run `touch pwned` if unpickled
+    (tmp_path / "notes.ckpt").write_text("hello\n")  # not a checkpoint at all
+    (tmp_path / "folder.ckpt").mkdir()
     return {
+        "notes": f"'{tmp_path / 'notes.ckpt'}': truncated or damaged (KeyError: 101)",
+        "folder": f"'{tmp_path / 'folder.ckpt'}': is a folder; give a checkpoint file (a folder of shards needs the "
+        "FSDP strategy)",
         "missing": f"'{tmp_path / 'missing.ckpt'}': no such checkpoint",
         "truncated": f"'{tmp_path / 'truncated.ckpt'}': truncated or damaged",
         "empty": f"'{tmp_path / 'empty.ckpt'}': truncated or damaged",
@@ -192,7 +197,7 @@ def _checkpoints(tmp_path) -> dict:
     }
 
 
-@pytest.mark.parametrize("kind", ["missing", "truncated", "empty", "unsafe"])
+@pytest.mark.parametrize("kind", ["missing", "truncated", "empty", "unsafe", "notes", "folder"])
 def test_fit_with_a_bad_ckpt_path_is_one_line(tmp_path, kind, monkeypatch):
     monkeypatch.chdir(tmp_path)
     expected = _checkpoints(tmp_path)[kind]
