@@ -110,7 +110,39 @@ def check_config_files(args: list[str]) -> None:
             raise LitAlignError(f"--config: '{path}': is not valid UTF-8 text") from error
 
 
+COMMANDS = {
+    "fit": "train an objective on a data module (LightningCLI): lit-align fit --config recipes/dpo.yaml",
+    "validate": "run the validation loop of a config (and --ckpt_path) and log val/ metrics",
+    "test": "run the test loop of a config (and --ckpt_path) and log test/ metrics",
+    "predict": "run Lightning's predict loop of a config",
+    "evaluate": "greedy exact match of a model on prompt/answer rows, one JSON line",
+    "evaluate-rm": "pairwise accuracy of a reward model on preference rows, one JSON line",
+    "export": "write a checkpoint's policy as a Hugging Face folder (merged LoRA or the adapter)",
+}
+
+
+def overview() -> str:
+    """What ``lit-align --help`` prints: every command with one line each."""
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {what}" for name, what in COMMANDS.items()]
+    return "\n".join(
+        [
+            "usage: lit-align <command> [options]    (lit-align <command> --help for its options)",
+            "",
+            "commands:",
+            *lines,
+            "",
+            "User errors print one line and exit 2; LIT_ALIGN_TRACEBACK=1 shows the full traceback.",
+        ]
+    )
+
+
 def _dispatch(args: list[str], argv: list[str] | None) -> None:
+    if not args or args[0] in ("-h", "--help"):
+        print(overview())
+        if not args:
+            sys.exit(2)  # a command is needed
+        return
     check_config_files(args)
     if args and args[0] == "evaluate":
         from lit_align.commands.evaluate import evaluate_cli

@@ -1,10 +1,10 @@
-"""SFTDataModule: prompt/completion pairs or chat ``messages`` -> right-padded :class:`SFTBatch` es."""
+"""SFTDataModule: chat ``messages``, prompt/completion pairs or plain ``text`` -> right-padded :class:`SFTBatch` es."""
 
 from __future__ import annotations
 
 from collections import Counter
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader
@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader
 from lit_align.data.collate import collate_sft
 from lit_align.data.rows import OnBadRow, SplitLoaders, tokenize_splits, train_loader
 from lit_align.data.sources import DataSource, Split
-from lit_align.data.templates import tokenize_prompt_completion
-from lit_align.data.validation import messages_field, text_or_messages
+from lit_align.data.templates import tokenize_conversation, tokenize_prompt_completion
+from lit_align.data.validation import messages_field, text_field, text_or_messages
 from lit_align.domains import NonNegativeInt, PositiveInt, check_args
 from lit_align.errors import DataError
 from lit_align.roles.tokenizer import load_tokenizer
@@ -21,13 +21,14 @@ from lit_align.types import IGNORE_INDEX, Shape
 
 
 class SFTDataModule(LightningDataModule):
-    """Supervised fine-tuning data: each row is a ``messages`` conversation or a ``prompt`` and a ``completion``.
+    """Supervised fine-tuning data: a ``messages`` conversation, a ``prompt`` and a ``completion``, or a ``text``.
 
-    A conversation trains on its last message, which must come from the assistant; everything before it is the
-    prompt. Plain-text and message-list prompts/completions are both accepted; message lists go through the
-    tokenizer's chat template. Rows longer than ``max_length`` are cut at the end and counted; a row whose prompt
-    leaves no completion token within ``max_length`` stops the run, or is skipped and counted with
-    ``on_bad_row: skip``.
+    A ``text`` row is language modelling: every token is trained on. A conversation trains on every assistant turn
+    (``assistant_turns: last`` keeps only the final one); it must end with an assistant message. Plain-text and
+    message-list prompts/completions are both accepted; message lists go through the tokenizer's chat template.
+    Rows longer than ``max_length`` are cut at the end and counted; a row with no trained token left within
+    ``max_length`` stops the run, or is skipped and counted with ``on_bad_row: skip``. A row's format is chosen by
+    the columns it has, in the order messages, prompt, text.
     """
 
     def __init__(
@@ -38,9 +39,11 @@ class SFTDataModule(LightningDataModule):
         batch_size: PositiveInt = 8,
         eval_batch_size: PositiveInt | None = None,
         completion_only_loss: bool = True,
+        assistant_turns: Literal["all", "last"] = "all",
         messages_field: str = "messages",
         prompt_field: str = "prompt",
         completion_field: str = "completion",
+        text_field: str = "text",
         on_bad_row: OnBadRow = "error",
         num_workers: NonNegativeInt = 0,
         trust_remote_code: bool = False,
@@ -53,10 +56,14 @@ class SFTDataModule(LightningDataModule):
             max_length: Maximum tokens per row (prompt + completion).
             batch_size: Rows per training batch (per device).
             eval_batch_size: Rows per validation batch; defaults to ``batch_size``.
-            completion_only_loss: Train on completion tokens only; False trains on every token.
-            messages_field: Column holding a conversation (used when the dataset has it).
+            completion_only_loss: Train on completion (assistant) tokens only; False trains on every token.
+            assistant_turns: For conversations: train on ``all`` assistant turns (as axolotl, and TRL's
+                ``assistant_only_loss``) or only the ``last``.
+            messages_field: Column holding a conversation (used when the row has it).
             prompt_field: Column holding the prompt (text or messages).
             completion_field: Column holding the completion (text or messages).
+            text_field: Column holding plain text to train on whole (used when the row has no conversation and no
+                prompt).
             on_bad_row: ``error`` stops at the first bad row; ``skip`` drops bad rows and counts them.
             num_workers: DataLoader worker processes.
             trust_remote_code: Allow tokenizer code from the hub; the CLI links it to the policy's setting.
@@ -89,46 +96,50 @@ class SFTDataModule(LightningDataModule):
             self.rows[name], self.stats[name] = rows, stats
 
     def _prompt_of(self, row: dict[str, Any]) -> Any:
-        """Everything before the trained answer, to keep rows of one prompt on one side of a ``val_size`` split."""
+        """The conversation's opening (or the prompt): rows of one prompt stay on one side of a ``val_size`` split."""
         messages = row.get(self.hparams.messages_field)
         if isinstance(messages, list):
-            return messages[:-1]
+            roles = [m.get("role") if isinstance(m, dict) else None for m in messages]
+            return messages[: roles.index("assistant")] if "assistant" in roles else messages
         return row.get(self.hparams.prompt_field, row)
 
     def _encode(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:
         hp = self.hparams
-        use_messages = hp.messages_field in row
-        prompt, completion = self._prompt_completion(row, use_messages, split.origin, index)
-        prompt_ids, completion_ids = tokenize_prompt_completion(self.tokenizer, prompt, completion)
-        if len(prompt_ids) >= hp.max_length:
-            field = hp.messages_field if use_messages else hp.prompt_field
+        if row.get(hp.messages_field) is not None:
+            ids, trained, field = *self._conversation(row, split.origin, index), hp.messages_field
+        elif row.get(hp.prompt_field) is not None or row.get(hp.text_field) is None:
+            prompt = text_or_messages(row, hp.prompt_field, split.origin, index)
+            completion = text_or_messages(row, hp.completion_field, split.origin, index)
+            prompt_ids, completion_ids = tokenize_prompt_completion(self.tokenizer, prompt, completion)
+            ids, trained, field = (
+                prompt_ids + completion_ids,
+                [False] * len(prompt_ids) + [True] * len(completion_ids),
+                hp.prompt_field,
+            )
+        else:
+            text = text_field(row, hp.text_field, split.origin, index)
+            ids = self.tokenizer(text).input_ids + [self.tokenizer.eos_token_id]
+            trained, field = [True] * len(ids), hp.text_field
+        if not any(trained[: hp.max_length]):
             raise DataError(
                 split.origin,
-                f"the prompt ({len(prompt_ids)} tokens) leaves no room for the completion at max_length="
-                f"{hp.max_length}",
+                f"the prompt ({trained.index(True) if True in trained else len(ids)} tokens) leaves no room for the "
+                f"completion at max_length={hp.max_length}",
                 row=index + 1,
                 field=field,
             )
-        prompt_labels = prompt_ids if not hp.completion_only_loss else [IGNORE_INDEX] * len(prompt_ids)
-        return {
-            "input_ids": (prompt_ids + completion_ids)[: hp.max_length],
-            "labels": (prompt_labels + completion_ids)[: hp.max_length],
-            "truncated": len(prompt_ids) + len(completion_ids) > hp.max_length,
-        }
+        keep = ids[: hp.max_length]
+        labels = [i if t or not hp.completion_only_loss else IGNORE_INDEX for i, t in zip(keep, trained, strict=False)]
+        return {"input_ids": keep, "labels": labels, "truncated": len(ids) > hp.max_length}
 
-    def _prompt_completion(self, row: dict[str, Any], use_messages: bool, origin: str, index: int) -> tuple:
+    def _conversation(self, row: dict[str, Any], origin: str, index: int) -> tuple[list[int], list[bool]]:
         hp = self.hparams
-        if use_messages:
-            messages = messages_field(row, hp.messages_field, origin, index)
-            if messages[-1]["role"] != "assistant":
-                raise DataError(
-                    origin, "the last message must come from the assistant", row=index + 1, field=hp.messages_field
-                )
-            return messages[:-1], messages[-1:]
-        return (
-            text_or_messages(row, hp.prompt_field, origin, index),
-            text_or_messages(row, hp.completion_field, origin, index),
-        )
+        messages = messages_field(row, hp.messages_field, origin, index)
+        if messages[-1]["role"] != "assistant":
+            raise DataError(
+                origin, "the last message must come from the assistant", row=index + 1, field=hp.messages_field
+            )
+        return tokenize_conversation(self.tokenizer, messages, hp.assistant_turns)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches."""

@@ -51,6 +51,55 @@ def tokenize_prompt_completion(
     return prompt_ids, completion_ids
 
 
+def tokenize_conversation(
+    tokenizer: PreTrainedTokenizerBase, messages: Messages, train_on: str = "all"
+) -> tuple[list[int], list[bool]]:
+    """Token ids of a whole conversation and which of them are trained on (every assistant turn, or the last).
+
+    The conversation is rendered with the chat template in pieces: before each trained assistant turn, the text up
+    to it with the generation prompt; the turn itself is what the conversation up to and including it adds. Each
+    piece is tokenized on its own, as prompt and completion are for one turn, so a one-turn conversation gets
+    exactly the ids of :func:`tokenize_prompt_completion`.
+
+    Args:
+        tokenizer: A tokenizer with a chat template.
+        messages: The conversation; it ends with an assistant message.
+        train_on: ``all`` assistant turns or only the ``last``.
+
+    Returns:
+        ``(input_ids, trained)``: ids of the whole conversation and, per id, whether it is an assistant token that
+        is trained on.
+
+    Raises:
+        LitAlignError: No chat template, or a template that does not render each part as a prefix of the next.
+
+    """
+    _require_template(tokenizer)
+    turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    if train_on == "last":
+        turns = turns[-1:]
+    ids: list[int] = []
+    trained: list[bool] = []
+    done = ""  # text rendered so far
+    for i in turns:
+        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
+        upto = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        if not before.startswith(done) or not upto.startswith(before):
+            raise LitAlignError(
+                "the chat template does not render each turn as a prefix of the conversation that follows it"
+            )
+        for text, is_trained in ((before[len(done) :], False), (upto[len(before) :], True)):
+            piece = tokenizer(text, add_special_tokens=False).input_ids if text else []
+            ids += piece
+            trained += [is_trained] * len(piece)
+        done = upto
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    if not full.startswith(done):
+        raise LitAlignError("the chat template does not render the last turn as a prefix of the whole conversation")
+    rest = tokenizer(full[len(done) :], add_special_tokens=False).input_ids if full[len(done) :] else []
+    return ids + rest, trained + [False] * len(rest)
+
+
 def _require_template(tokenizer: PreTrainedTokenizerBase) -> None:
     if tokenizer.chat_template is None:
         raise LitAlignError(

@@ -103,7 +103,11 @@ class Sampler:
         A training batch also goes to the monitor, which warns when it has no learning signal and stops the run
         after ``no_signal_patience`` such batches in a row (:class:`~lit_align.runtime.monitors.SignalMonitor`).
         """
-        scores = self.rewards(samples.batch["prompts"], samples.completions, samples.batch["columns"])
+        rollout = samples.rollout
+        completion_ids = [
+            ids[m].tolist() for ids, m in zip(rollout.completion_ids, rollout.completion_mask, strict=True)
+        ]
+        scores = self.rewards(samples.batch["prompts"], samples.completions, samples.batch["columns"], completion_ids)
         if training and self.monitor is not None:
             self.monitor.update(scores, samples.group_size, samples.rollout.input_ids.device)
         return scores

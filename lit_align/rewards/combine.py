@@ -16,6 +16,7 @@ Shape legend: N completions.
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import numbers
 from collections import Counter
@@ -37,8 +38,9 @@ class RewardSpec:
     """One reward function and its weight.
 
     Args:
-        function: Import path of a callable ``(prompts, completions, **columns) -> list[float | None]``, as
-            ``package.module.name`` or ``package.module:name``; a class is instantiated once with ``kwargs``.
+        function: Import path (``package.module.name`` or ``package.module:name``) of a callable
+            ``(prompts=, completions=, **columns) -> list[float | None]``, called by keyword as TRL calls reward
+            functions; a class is instantiated once with ``kwargs``.
         weight: Weight of this reward in the total.
         name: Name in the logs (``rewards/<name>``); defaults to the callable's name.
         kwargs: Keyword arguments bound to the function (or given to the class).
@@ -72,6 +74,18 @@ def build_reward(spec: RewardSpec, key: str) -> tuple[str, Callable[..., list]]:
         raise LitAlignError(f"{key}: '{spec.function}' is not callable")
     name = spec.name or getattr(target, "__name__", spec.function.rsplit(".", 1)[-1])
     return name, partial(target, **spec.kwargs) if spec.kwargs else target
+
+
+def _accepted(fn: Callable, given: dict[str, list]) -> dict[str, list]:
+    """The keywords of ``given`` that ``fn`` takes: all of them when it has ``**kwargs``, else those it names."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # no signature (some builtins): give everything
+        return given
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return given
+    names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {k: v for k, v in given.items() if k in names}
 
 
 @dataclass
@@ -119,12 +133,27 @@ class RewardSet:
         self.on_error = on_error
         self._warned: set[tuple[str, str]] = set()  # (reward, kind) already reported, so a long run is not flooded
 
-    def __call__(self, prompts: list[Any], completions: list[Any], columns: dict[str, list[Any]]) -> RewardScores:
-        """Score every completion with every reward and combine them."""
+    def __call__(
+        self,
+        prompts: list[Any],
+        completions: list[Any],
+        columns: dict[str, list[Any]],
+        completion_ids: list[list[int]] | None = None,
+    ) -> RewardScores:
+        """Score every completion with every reward and combine them.
+
+        Each reward is called by keyword, as TRL calls its reward functions: ``prompts=``, ``completions=``, every
+        column by its name and ``completion_ids=`` (the sampled token ids) when given. A function without
+        ``**kwargs`` gets only the keywords it names, so ``def reward(completions, **kwargs)`` and
+        ``def reward(prompts, completions, answer)`` both work.
+        """
         failures: Counter = Counter()
         per_reward = {}
+        given = {**columns, "prompts": prompts, "completions": completions}
+        if completion_ids is not None:
+            given["completion_ids"] = completion_ids
         for name, fn in zip(self.names, self.functions, strict=True):
-            values, raised = self._call(name, fn, prompts, completions, columns)
+            values, raised = self._call(name, fn, given, len(completions))
             for i, v in enumerate(values):
                 if v is None or not math.isfinite(v):
                     failures[name] += 1
@@ -136,20 +165,21 @@ class RewardSet:
         total[stacked.isnan().all(0)] = math.nan
         return RewardScores(total, per_reward, failures)
 
-    def _call(self, name: str, fn: Callable, prompts: list, completions: list, columns: dict) -> tuple[list, set]:
+    def _call(self, name: str, fn: Callable, given: dict[str, list], n: int) -> tuple[list, set]:
         """The reward's values for every sample, and the samples on which it raised (scored None)."""
+        kwargs = _accepted(fn, given)
         try:
-            values = fn(prompts, completions, **columns)
+            values = fn(**kwargs)
         except Exception:  # noqa: BLE001 (any user code may fail; find and report the sample below)
             pass
         else:
-            return self._checked(name, values, len(completions)), set()
+            return self._checked(name, values, n), set()
         values: list = []
         raised: set[int] = set()
-        for i in range(len(completions)):
-            one = {k: v[i : i + 1] for k, v in columns.items()}
+        prompts, completions = given["prompts"], given["completions"]
+        for i in range(n):
             try:
-                values += self._checked(name, fn(prompts[i : i + 1], completions[i : i + 1], **one), 1)
+                values += self._checked(name, fn(**{k: v[i : i + 1] for k, v in kwargs.items()}), 1)
             except LitAlignError:  # a broken contract (wrong length or type) is an error whatever on_error says
                 raise
             except Exception as error:  # noqa: BLE001
@@ -158,7 +188,8 @@ class RewardSet:
                     f"completion={completions[i]!r:.200}): {type(error).__name__}: {error}"
                 )
                 if isinstance(error, TypeError) and "argument" in str(error):
-                    message += f" (the data give the columns {sorted(columns)})"
+                    columns = sorted(set(given) - {"prompts", "completions", "completion_ids"})
+                    message += f" (the data give the columns {columns})"
                 if self.on_error == "raise":
                     raise LitAlignError(message + " (set on_reward_error: none to score it None and go on)") from error
                 rank_zero_warn(message + "; scored None")

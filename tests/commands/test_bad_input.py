@@ -454,3 +454,13 @@ def test_evaluate_names_an_unreadable_line(tmp_path):
     assert run.stderr.strip().splitlines()[-1] == (
         f"lit-align: error: {path}: row 1: is not valid UTF-8 (byte 0xe9 at column 16)"
     )
+
+
+def test_a_reward_written_for_trl_trains_in_grpo_unchanged(tmp_path):
+    rewards = json.dumps([{"function": "tests.rewards.trl_style.brevity"}])
+    run = run_in_process(*_recipe("grpo"), *SMALL, *TINY_GRPO, *QUIET, "--model.init_args.rewards", rewards,
+                         "--trainer.log_every_n_steps", "1",
+                         "--trainer.default_root_dir", str(tmp_path / "run"))  # fmt: skip
+    assert run.code == 0, run.stderr[-2000:]
+    header = (tmp_path / "run" / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "train/rewards/brevity" in header

@@ -232,3 +232,15 @@ def test_reference_spec_from_yaml(tmp_path):
     assert reference.kind == "model" and reference.spec.model.name_or_path == "lit-align/tiny-base"
     assert (reference.spec.refresh_every, reference.spec.refresh_mix) == (8, 0.5)
     assert run_cli(["--config", "recipes/dpo.yaml"], run=False).model.reference.kind == "copy"  # plain 'auto'
+
+
+def test_help_lists_every_command_and_each_one_answers_its_own_help():
+    from lit_align.commands import COMMANDS
+
+    listing = run_in_process("--help")
+    assert listing.code == 0
+    listed = [line.split()[0] for line in listing.stdout.splitlines() if line.startswith("  ")]
+    assert listed == list(COMMANDS)
+    for command in COMMANDS:
+        own = run_in_process(command, "--help")
+        assert own.code == 0 and "usage:" in own.stdout, (command, own.stderr[-500:])

@@ -77,3 +77,50 @@ def test_bad_rows_name_file_row_and_field(tmp_path, row, field, message):
     with pytest.raises(DataError) as info:
         dm.setup("fit")
     assert str(info.value) == f"{tmp_path / 'sft.jsonl'}: row 2: field '{field}': {message}"
+
+
+TWO_TURNS = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "a"},
+    {"role": "assistant", "content": "bc"},
+    {"role": "user", "content": "d"},
+    {"role": "assistant", "content": "efg"},
+]
+
+
+def _labelled_turns(tokenizer, row) -> list[str]:
+    """The labelled tokens of a row, decoded, one string per run of consecutive labelled tokens (one per turn)."""
+    runs, current = [], []
+    for label in row["labels"]:
+        if label != IGNORE_INDEX:
+            current.append(label)
+        elif current:
+            runs, current = [*runs, current], []
+    runs += [current] if current else []
+    return [tokenizer.decode(r) for r in runs]
+
+
+@pytest.mark.parametrize(("turns", "expected", "count"), [("all", ["bc</s>", "efg</s>"], 7), ("last", ["efg</s>"], 4)])
+def test_multi_turn_conversations_train_every_assistant_turn(tmp_path, tiny_tokenizer, turns, expected, count):
+    dm = _module(tmp_path, [{"messages": TWO_TURNS}], assistant_turns=turns)
+    dm.setup("fit")
+    row = dm.rows["train"][0]
+    assert tiny_tokenizer.decode(row["input_ids"]) == tiny_tokenizer.apply_chat_template(TWO_TURNS, tokenize=False)
+    assert _labelled_turns(tiny_tokenizer, row) == expected
+    assert sum(label != IGNORE_INDEX for label in row["labels"]) == count  # characters + EOS of the trained turns
+
+
+def test_a_one_turn_conversation_tokenizes_as_prompt_and_completion(tmp_path, tiny_tokenizer):
+    from lit_align.data.templates import tokenize_conversation, tokenize_prompt_completion
+
+    messages = TWO_TURNS[:3]
+    prompt_ids, completion_ids = tokenize_prompt_completion(tiny_tokenizer, messages[:-1], messages[-1:])
+    ids, trained = tokenize_conversation(tiny_tokenizer, messages)
+    assert ids == prompt_ids + completion_ids and trained == [False] * len(prompt_ids) + [True] * len(completion_ids)
+
+
+def test_text_rows_train_on_every_token(tmp_path, tiny_tokenizer):
+    dm = _module(tmp_path, [{"text": "12 + 7 = 19"}])
+    dm.setup("fit")
+    row = dm.rows["train"][0]
+    assert row["labels"] == row["input_ids"] and tiny_tokenizer.decode(row["input_ids"]) == "12 + 7 = 19</s>"

@@ -62,3 +62,18 @@ def test_bad_specs_are_clear_errors():
         RewardSet([RewardSpec("lit_align.rewards.arithmetic_answer")] * 2)
     with pytest.raises(LitAlignError, match="at least one"):
         RewardSet([])
+
+
+def test_rewards_are_called_by_keyword_like_trl():
+    rewards = RewardSet(
+        [
+            RewardSpec("tests.rewards.trl_style.brevity"),
+            RewardSpec("tests.rewards.trl_style.token_count"),
+            RewardSpec("tests.rewards.trl_style.named_only"),
+        ]
+    )
+    scores = rewards(["p", "q"], ["42", "7"], {"answer": ["42", "8"], "source": ["x", "y"]}, [[5, 6, 2], [9]])
+    assert scores.per_reward["brevity"].tolist() == [-2.0, -1.0]
+    assert scores.per_reward["token_count"].tolist() == [3.0, 1.0]
+    assert scores.per_reward["named_only"].tolist() == [1.0, 0.0]  # 'source' not given to it: no TypeError
+    assert scores.total.tolist() == [-2.0 + 3.0 + 1.0, -1.0 + 1.0 + 0.0]
