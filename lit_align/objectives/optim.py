@@ -10,6 +10,7 @@ from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lit_align.errors import ConfigError
+from lit_align.objectives.schedules import planned_steps
 
 OPTIMIZER_KEY, SCHEDULER_KEY = "model.init_args.optimizer", "model.init_args.lr_scheduler"
 LR_KEYS = ("max_lr", "base_lr", "lr", "initial_lr", "min_lr")
@@ -19,6 +20,8 @@ def configure_optimizers(
     module: torch.nn.Module, optimizer: OptimizerCallable, lr_scheduler: LRSchedulerCallable | None
 ) -> Any:
     """Build the optimizer over trainable parameters only; schedulers step every optimizer step.
+
+    A schedule from :mod:`lit_align.objectives.schedules` without ``total_steps`` lasts the trainer's optimizer steps.
 
     Raises:
         ConfigError: The optimizer or scheduler refuses its arguments, or a learning rate (``lr``, a scheduler's
@@ -32,7 +35,9 @@ def configure_optimizers(
     check_learning_rates(opt, OPTIMIZER_KEY, peak=("lr",))
     if lr_scheduler is None:
         return opt
-    scheduler = _build(lr_scheduler, opt, SCHEDULER_KEY)
+    trainer = module._trainer if isinstance(module, LightningModule) else None
+    with planned_steps(trainer.estimated_stepping_batches if trainer is not None else None):
+        scheduler = _build(lr_scheduler, opt, SCHEDULER_KEY)
     check_learning_rates(opt, SCHEDULER_KEY, peak=("max_lr",))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
