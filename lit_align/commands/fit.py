@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from lightning import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 import lit_align.data  # noqa: F401  (registers the data modules for short class names)
 import lit_align.objectives  # noqa: F401  (registers the objectives for short class names)
@@ -38,7 +41,12 @@ class LitAlignCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         """Check the trainer settings and the policy path before anything loads, naming the key to fix."""
-        check_trainer_settings(self._get(self.config, "trainer"))
+        trainer = self._get(self.config, "trainer")
+        check_trainer_settings(trainer)
+        if getattr(trainer, "enable_checkpointing", None) is False and getattr(trainer, "callbacks", None):
+            # A recipe keeps last.ckpt with a ModelCheckpoint; --trainer.enable_checkpointing false turns it off
+            # (Lightning would refuse the combination).
+            trainer.callbacks = [c for c in trainer.callbacks if not _is_model_checkpoint(c)]
         name_or_path = self._get(self.config, POLICY_KEY)
         if isinstance(name_or_path, str):
             resolve_model_path(name_or_path, POLICY_KEY)
@@ -71,7 +79,23 @@ class LitAlignCLI(LightningCLI):
             trainer.loggers = [CSVLogger(trainer.default_root_dir, name="logs"), *trainer.loggers]
         if not any(isinstance(callback, RNGState) for callback in trainer.callbacks):
             trainer.callbacks.append(RNGState())  # a resumed run draws the same random numbers
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+                # One folder for every run into this default_root_dir (not one per logger version), so that
+                # --ckpt_path last finds the newest checkpoint of an earlier run.
+                callback.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
         return trainer
+
+    def before_fit(self) -> None:
+        """Refuse a fresh run into a folder that holds a finished one: it would overwrite that run's model."""
+        finished = Path(self.trainer.default_root_dir) / "hf_model"
+        requeued = SLURMEnvironment.detect() and self.trainer._checkpoint_connector._hpc_resume_path is not None
+        if self.config[self.subcommand].get("ckpt_path") is None and finished.exists() and not requeued:
+            raise ConfigError(
+                "trainer.default_root_dir",
+                f"'{self.trainer.default_root_dir}' already holds a finished run ({finished.name}/); continue it with "
+                "--ckpt_path last, or give another trainer.default_root_dir",
+            )
 
 
 def check_trainer_settings(trainer: Any) -> None:
@@ -109,6 +133,11 @@ def check_trainer_settings(trainer: Any) -> None:
     for key, (ok, domain) in rules.items():
         if not ok:
             raise ConfigError(f"trainer.{key}", f"must be {domain}, got {get(key)!r}")
+
+
+def _is_model_checkpoint(callback: Any) -> bool:
+    class_path = callback.get("class_path", "") if hasattr(callback, "get") else type(callback).__name__
+    return str(class_path).rsplit(".", 1)[-1] == "ModelCheckpoint" or isinstance(callback, ModelCheckpoint)
 
 
 def _int(value: Any) -> float:

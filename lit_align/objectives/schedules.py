@@ -60,13 +60,31 @@ class OneCycleLR(torch.optim.lr_scheduler.OneCycleLR):
     """``torch.optim.lr_scheduler.OneCycleLR`` whose ``total_steps`` defaults to the run's optimizer steps.
 
     Every other argument is torch's. With ``total_steps`` equal to ``trainer.max_steps`` it is exactly torch's
-    schedule, so recipes that used torch's class with that value train the same.
+    schedule, so recipes that used torch's class with that value train the same. Two differences, both where
+    torch's would crash: the warm-up lasts at least one step (torch divides by zero when ``pct_start *
+    total_steps`` is 1), and a run resumed with another ``max_steps`` keeps the new length (the phases are
+    stretched to it, as transformers' schedules follow the resumed run's step count) instead of the checkpoint's,
+    past which torch's raises.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, max_lr: float | list[float], total_steps: int | None = None,
-                 **kwargs: Any) -> None:  # fmt: skip
-        """See the class docstring; ``kwargs`` are torch's (``pct_start``, ``div_factor``, ...)."""
-        super().__init__(optimizer, max_lr, total_steps=run_length(total_steps, "OneCycleLR"), **kwargs)
+                 pct_start: float = 0.3, **kwargs: Any) -> None:  # fmt: skip
+        """See the class docstring; ``kwargs`` are torch's (``div_factor``, ``final_div_factor``, ...)."""
+        steps = run_length(total_steps, "OneCycleLR")
+        if pct_start * steps - 1 <= 0 and steps > 2:
+            pct_start = 2 / steps  # the warm-up phase ends at step 1
+        super().__init__(optimizer, max_lr, total_steps=steps, pct_start=pct_start, **kwargs)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the position; a different planned length stretches the checkpoint's phases to it."""
+        planned = self.total_steps
+        super().load_state_dict(state_dict)
+        if self.total_steps != planned:
+            scale = planned / self.total_steps
+            for phase in self._schedule_phases:
+                phase["end_step"] = (phase["end_step"] + 1) * scale - 1
+            self._schedule_phases[-1]["end_step"] = planned - 1
+            self.total_steps = planned
 
 
 class WarmupDecay(LambdaLR):
@@ -99,6 +117,13 @@ class WarmupDecay(LambdaLR):
         self.warmup_steps = round(warmup_ratio * self.total_steps)
         self.decay, self.final_ratio = decay, final_ratio
         super().__init__(optimizer, self.factor)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position only: the shape comes from the config, and the length from the run that loads it."""
+        state = super().state_dict()
+        for name in ("total_steps", "warmup_steps", "decay", "final_ratio"):
+            state.pop(name, None)
+        return state
 
     def factor(self, step: int) -> float:
         """Multiplier of the peak lr at optimizer step ``step`` (0-based)."""

@@ -4,6 +4,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 from tests.helpers import REPO, run_in_process, run_lit_align, write_jsonl
 
@@ -31,15 +32,25 @@ FAST = [
 
 def _fit(tmp_path, *extra):
     return run_lit_align(
-        "fit", "--config", "recipes/sft.yaml", *extra, *FAST, "--trainer.default_root_dir", str(tmp_path / "run")
+        "fit", "--config", "recipes/sft.yaml", *FAST, *extra, "--trainer.default_root_dir", str(tmp_path / "run")
     )
 
 
-def test_fit_writes_config_csv_and_hf_model_and_reruns_in_same_folder(tmp_path):
+def test_fit_writes_config_csv_and_hf_model_and_refuses_to_overwrite_a_finished_run(tmp_path):
     first = _fit(tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
-    second = _fit(tmp_path)  # re-run into the same folder must not trip over the saved config
-    assert second.returncode == 0, second.stderr[-3000:]
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()  # the recipe keeps a last checkpoint
+    again = _fit(tmp_path)  # a fresh run into the folder of a finished one would overwrite its model
+    assert again.returncode == 2 and _error_line(again) == (
+        f"lit-align: error: trainer.default_root_dir: '{tmp_path / 'run'}' already holds a finished run (hf_model/); "
+        "continue it with --ckpt_path last, or give another trainer.default_root_dir"
+    )
+    resumed = _fit(tmp_path, "--ckpt_path", "last", "--trainer.max_steps", "4")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    with open(tmp_path / "run" / "logs" / "version_1" / "metrics.csv") as f:
+        losses = [r for r in csv.DictReader(f) if r.get("train/loss")]
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert len(losses) == 2 and last["global_step"] == 4  # it continued from step 2: two more steps, not four
     configs = sorted((tmp_path / "run").rglob("config.yaml"))
     assert len(configs) == 2 and "name_or_path: lit-align/tiny-sft" in configs[0].read_text()
     hparams = next((tmp_path / "run").rglob("hparams.yaml")).read_text()

@@ -64,3 +64,30 @@ def test_recipe_schedules_follow_trainer_max_steps(tmp_path, recipe, max_steps):
     )  # fmt: skip
     scheduler = cli.trainer.lr_scheduler_configs[0].scheduler
     assert cli.trainer.global_step == max_steps and scheduler.total_steps == max_steps
+
+
+@pytest.mark.parametrize("kind", ["one_cycle", "warmup_decay"])
+def test_a_resumed_run_with_a_longer_max_steps_follows_the_new_length(kind):
+    def build(opt, steps):
+        with planned_steps(steps):
+            if kind == "one_cycle":
+                return OneCycleLR(opt, max_lr=1e-3, pct_start=0.25)
+            return WarmupDecay(opt, warmup_ratio=0.25)
+
+    opt = _optimizer()
+    first = build(opt, 8)
+    for _ in range(4):
+        opt.step(), first.step()
+    state = first.state_dict()
+    resumed_opt = _optimizer()
+    resumed = build(resumed_opt, 16)
+    resumed.load_state_dict(state)
+    for _ in range(11):  # up to step 15, where torch's OneCycleLR (restored total_steps 8) raises
+        resumed_opt.step(), resumed.step()
+    assert resumed.total_steps == 16 and resumed.last_epoch == 15
+    assert resumed_opt.param_groups[0]["lr"] < 1e-3 * 0.05  # decayed to the end of the new length
+
+
+def test_one_cycle_on_a_very_short_run_keeps_one_warm_up_step():
+    with planned_steps(10):
+        OneCycleLR(_optimizer(), max_lr=1e-3, pct_start=0.1)  # torch's divides by zero here
