@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 from jsonargparse import ArgumentError
@@ -137,7 +139,26 @@ def overview() -> str:
     )
 
 
+class _NoAdverts(logging.Filter):
+    """Drop Lightning's "Tip: try installing ..." lines (they open every run and are not about it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip: For seamless" not in str(record.msg)
+
+
+def quiet() -> None:
+    """No adverts and no deprecation noise from dependencies; lit-align's own FutureWarnings (renamed keys) stay."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
+    for module in ("transformers", "torchdata", "jsonargparse", "lightning", "torch", "datasets", "peft"):
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+    warnings.filterwarnings("ignore", message=".*'set_vital' is deprecated")  # torchdata's stateful loader
+    warnings.filterwarnings("ignore", message="Found .* module.* in eval mode")  # the frozen reference, on purpose
+    warnings.filterwarnings("ignore", message=".*JsonargparseDeprecationWarning|.*instantiate_classes.*deprecated")
+
+
 def _dispatch(args: list[str], argv: list[str] | None) -> None:
+    quiet()
     if not args or args[0] in ("-h", "--help"):
         print(overview())
         if not args:

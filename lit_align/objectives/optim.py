@@ -11,6 +11,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lit_align.errors import ConfigError
 from lit_align.objectives.schedules import planned_steps
+from lit_align.runtime.progress import record_grad_norm
 
 OPTIMIZER_KEY, SCHEDULER_KEY = "model.init_args.optimizer", "model.init_args.lr_scheduler"
 LR_KEYS = ("max_lr", "base_lr", "lr", "initial_lr", "min_lr")
@@ -78,6 +79,7 @@ def manual_step(module: LightningModule, loss: torch.Tensor, max_grad_norm: floa
     opt, sched = module.optimizers(), module.lr_schedulers()
     opt.zero_grad()
     module.manual_backward(loss)
+    record_grad_norm(module)  # before clipping; RunStats logs it
     if max_grad_norm:
         module.clip_gradients(opt, gradient_clip_val=max_grad_norm, gradient_clip_algorithm="norm")
     opt.step()
