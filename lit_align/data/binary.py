@@ -15,7 +15,7 @@ from lit_align.data.collate import collate_binary
 from lit_align.data.pairwise import pair_texts
 from lit_align.data.rows import OnBadRow, SplitLoaders, tokenize_splits, train_loader
 from lit_align.data.sources import DataSource, Split
-from lit_align.data.templates import fit_to_length, tokenize_prompt_completion
+from lit_align.data.templates import fit_to_length, tokenize_prompt_completion, with_chat_template
 from lit_align.data.validation import bool_field, text_or_messages
 from lit_align.domains import NonNegativeInt, PositiveInt, check_args
 from lit_align.errors import ConfigError, DataError
@@ -48,6 +48,7 @@ class BinaryDataModule(LightningDataModule):
         on_bad_row: OnBadRow = "error",
         num_workers: NonNegativeInt = 0,
         trust_remote_code: bool = False,
+        chat_template: str | None = None,
         seed: int = 0,
     ) -> None:
         """Configure the data.
@@ -66,6 +67,7 @@ class BinaryDataModule(LightningDataModule):
             on_bad_row: ``error`` stops at the first bad row; ``skip`` drops bad rows and counts them.
             num_workers: DataLoader worker processes.
             trust_remote_code: Allow tokenizer code from the hub; the CLI links it to the policy's setting.
+            chat_template: Override the tokenizer's chat template: a name (``chatml``), a Jinja file or Jinja text.
             seed: Seed of the pairing of rows with the mismatched completions used for the KL estimate.
 
         """
@@ -88,8 +90,9 @@ class BinaryDataModule(LightningDataModule):
         if self.tokenizer is not None:
             return
         hp = self.hparams
-        self.tokenizer = load_tokenizer(
-            hp.tokenizer, trust_remote_code=hp.trust_remote_code, key="data.init_args.tokenizer"
+        self.tokenizer = with_chat_template(
+            load_tokenizer(hp.tokenizer, trust_remote_code=hp.trust_remote_code, key="data.init_args.tokenizer"),
+            hp.chat_template,
         )
         collate = partial(collate_binary, pad_token_id=self.tokenizer.pad_token_id)
         self.splits = SplitLoaders(collate, hp.batch_size, hp.eval_batch_size, hp.num_workers)

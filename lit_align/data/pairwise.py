@@ -17,6 +17,7 @@ from lit_align.data.templates import (
     is_conversational,
     split_implicit_prompt,
     tokenize_prompt_completion,
+    with_chat_template,
 )
 from lit_align.data.validation import text_or_messages
 from lit_align.domains import NonNegativeInt, PositiveInt, check_args
@@ -103,6 +104,7 @@ class PairwiseDataModule(LightningDataModule):
         on_bad_row: OnBadRow = "error",
         num_workers: NonNegativeInt = 0,
         trust_remote_code: bool = False,
+        chat_template: str | None = None,
     ) -> None:
         """Configure the data.
 
@@ -119,6 +121,7 @@ class PairwiseDataModule(LightningDataModule):
             on_bad_row: ``error`` stops at the first bad row; ``skip`` drops bad rows and counts them.
             num_workers: DataLoader worker processes.
             trust_remote_code: Allow tokenizer code from the hub; the CLI links it to the policy's setting.
+            chat_template: Override the tokenizer's chat template: a name (``chatml``), a Jinja file or Jinja text.
 
         """
         check_args(PairwiseDataModule.__init__, locals(), "PairwiseDataModule")
@@ -140,8 +143,9 @@ class PairwiseDataModule(LightningDataModule):
         if self.tokenizer is not None:
             return
         hp = self.hparams
-        self.tokenizer = load_tokenizer(
-            hp.tokenizer, trust_remote_code=hp.trust_remote_code, key="data.init_args.tokenizer"
+        self.tokenizer = with_chat_template(
+            load_tokenizer(hp.tokenizer, trust_remote_code=hp.trust_remote_code, key="data.init_args.tokenizer"),
+            hp.chat_template,
         )
         collate = partial(collate_pairwise, pad_token_id=self.tokenizer.pad_token_id)
         self.splits = SplitLoaders(collate, hp.batch_size, hp.eval_batch_size, hp.num_workers)

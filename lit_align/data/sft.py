@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from lit_align.data.collate import collate_sft
 from lit_align.data.rows import OnBadRow, SplitLoaders, tokenize_splits, train_loader
 from lit_align.data.sources import DataSource, Split
-from lit_align.data.templates import tokenize_conversation, tokenize_prompt_completion
+from lit_align.data.templates import tokenize_conversation, tokenize_prompt_completion, with_chat_template
 from lit_align.data.validation import messages_field, text_field, text_or_messages
 from lit_align.domains import NonNegativeInt, PositiveInt, check_args
 from lit_align.errors import DataError
@@ -47,6 +47,7 @@ class SFTDataModule(LightningDataModule):
         on_bad_row: OnBadRow = "error",
         num_workers: NonNegativeInt = 0,
         trust_remote_code: bool = False,
+        chat_template: str | None = None,
     ) -> None:
         """Configure the data.
 
@@ -67,6 +68,7 @@ class SFTDataModule(LightningDataModule):
             on_bad_row: ``error`` stops at the first bad row; ``skip`` drops bad rows and counts them.
             num_workers: DataLoader worker processes.
             trust_remote_code: Allow tokenizer code from the hub; the CLI links it to the policy's setting.
+            chat_template: Override the tokenizer's chat template: a name (``chatml``), a Jinja file or Jinja text.
 
         """
         check_args(SFTDataModule.__init__, locals(), "SFTDataModule")
@@ -84,8 +86,9 @@ class SFTDataModule(LightningDataModule):
         if self.tokenizer is not None:
             return
         hp = self.hparams
-        self.tokenizer = load_tokenizer(
-            hp.tokenizer, trust_remote_code=hp.trust_remote_code, key="data.init_args.tokenizer"
+        self.tokenizer = with_chat_template(
+            load_tokenizer(hp.tokenizer, trust_remote_code=hp.trust_remote_code, key="data.init_args.tokenizer"),
+            hp.chat_template,
         )
         collate = partial(collate_sft, pad_token_id=self.tokenizer.pad_token_id)
         self.splits = SplitLoaders(collate, hp.batch_size, hp.eval_batch_size, hp.num_workers)

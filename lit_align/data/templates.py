@@ -7,10 +7,47 @@ completion is whatever the full conversation adds after the prompt rendered with
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from transformers import PreTrainedTokenizerBase
 
 from lit_align.data.validation import Messages
 from lit_align.errors import LitAlignError
+
+CHAT_TEMPLATES = {
+    "chatml": (
+        "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+        "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    ),
+}
+"""Named chat templates for ``chat_template:`` (a tokenizer without one, or one to replace)."""
+
+
+def chat_template(value: str) -> str:
+    """A chat template from ``chat_template:``: a name in :data:`CHAT_TEMPLATES`, a Jinja file, or Jinja itself.
+
+    Raises:
+        LitAlignError: A name or a file that does not exist.
+
+    """
+    if value in CHAT_TEMPLATES:
+        return CHAT_TEMPLATES[value]
+    if "{%" in value or "{{" in value:
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise LitAlignError(
+            f"data.init_args.chat_template: '{value}' is not a named template ({', '.join(CHAT_TEMPLATES)}), "
+            "a Jinja file or a Jinja template"
+        )
+    return path.read_text()
+
+
+def with_chat_template(tokenizer: PreTrainedTokenizerBase, value: str | None) -> PreTrainedTokenizerBase:
+    """The tokenizer with ``chat_template:`` applied (unchanged when None)."""
+    if value is not None:
+        tokenizer.chat_template = chat_template(value)
+    return tokenizer
 
 
 def is_conversational(value: object) -> bool:

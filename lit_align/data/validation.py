@@ -50,9 +50,33 @@ def required_field(row: dict[str, Any], field: str, origin: str, index: int) -> 
     return row[field]
 
 
+def _flatten_parts(message: Any, position: int, field: str, origin: str, index: int) -> Any:
+    """A message whose ``content`` is a list of parts (OpenAI / multimodal style) with its text parts joined.
+
+    Raises:
+        DataError: A part that is not text (an image, audio): only text models are trained here.
+
+    """
+    if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+        return message
+    texts = []
+    for part in message["content"]:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind != "text" or not isinstance(part.get("text"), str):
+            raise DataError(
+                origin,
+                f"message {position} has a content part of type {kind!r}; only text parts are supported",
+                row=index + 1,
+                field=field,
+            )
+        texts.append(part["text"])
+    return {**message, "content": "".join(texts)}
+
+
 def _check_messages(value: Any, field: str, origin: str, index: int) -> Messages:
     if not isinstance(value, list) or not value:
         raise DataError(origin, "must be a non-empty list of messages", row=index + 1, field=field)
+    value = [_flatten_parts(m, position, field, origin, index) for position, m in enumerate(value)]
     for position, message in enumerate(value):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise DataError(origin, f"message {position} has no 'role'", row=index + 1, field=field)

@@ -41,6 +41,9 @@ class SaveHuggingFace(Callback):
             return
         out = Path(self.dirpath or Path(trainer.default_root_dir) / "hf_model")
         tokenizer = load_tokenizer(spec.name_or_path, trust_remote_code=spec.trust_remote_code)
+        trained_with = getattr(trainer.datamodule, "tokenizer", None)
+        if trained_with is not None and trained_with.chat_template:  # e.g. a chat_template override in the data
+            tokenizer.chat_template = trained_with.chat_template
         save_hf(policy, tokenizer, out, spec=spec, merge_adapter=self.merge_adapter, head=head)
         rank_zero_info(f"saved the policy in Hugging Face format to {out}")
 

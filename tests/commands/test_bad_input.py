@@ -305,6 +305,23 @@ def test_a_kto_file_with_one_label_only(tmp_path):
            "undesirable rows")  # fmt: skip
 
 
+def test_an_unknown_chat_template_is_one_line(tmp_path):
+    _fails(tmp_path, *_recipe("sft"), *SMALL, "--data.init_args.chat_template", "vicuna",
+           expected="data.init_args.chat_template: 'vicuna' is not a named template (chatml), a Jinja file or a "
+           "Jinja template")  # fmt: skip
+
+
+def test_an_exported_model_keeps_the_chat_template_it_was_trained_with(tmp_path):
+    run = run_in_process(*_recipe("sft"), *SMALL, *QUIET, "--data.init_args.chat_template", "chatml",
+                         "--data.init_args.max_length", "256",
+                         "--trainer.default_root_dir", str(tmp_path / "run"))  # fmt: skip
+    assert run.code == 0, run.stderr[-2000:]
+    from transformers import AutoTokenizer
+
+    saved = AutoTokenizer.from_pretrained(tmp_path / "run" / "hf_model")
+    assert "<|im_start|>" in saved.chat_template
+
+
 def test_sft_rows_are_checked_like_the_others(tmp_path):
     rows = [{"messages": [USER, ANSWER]}, {"messages": [{"role": "robot", "content": "x"}, ANSWER]}]
     path = write_jsonl(tmp_path / "data.jsonl", rows)

@@ -124,3 +124,38 @@ def test_text_rows_train_on_every_token(tmp_path, tiny_tokenizer):
     dm.setup("fit")
     row = dm.rows["train"][0]
     assert row["labels"] == row["input_ids"] and tiny_tokenizer.decode(row["input_ids"]) == "12 + 7 = 19</s>"
+
+
+def test_content_parts_are_flattened_to_their_text(tmp_path):
+    parts = [{"role": "user", "content": [{"type": "text", "text": "What is "}, {"type": "text", "text": "2 + 3?"}]}]
+    answer = [{"role": "assistant", "content": [{"type": "text", "text": "5"}]}]
+    plain = [{"role": "user", "content": "What is 2 + 3?"}, {"role": "assistant", "content": "5"}]
+    ids = []
+    for name, messages in (("parts", parts + answer), ("plain", plain)):  # one file each: one format per column
+        (tmp_path / name).mkdir()
+        dm = _module(tmp_path / name, [{"messages": messages}])
+        dm.setup("fit")
+        ids.append(dm.rows["train"][0]["input_ids"])
+    assert ids[0] == ids[1]
+
+
+def test_an_image_part_is_refused_with_row_and_field(tmp_path):
+    image = [{"role": "user", "content": [{"type": "image", "url": "x.png"}]}, {"role": "assistant", "content": "a"}]
+    with pytest.raises(DataError) as info:
+        _module(tmp_path, [{"messages": image}]).setup("fit")
+    assert str(info.value).endswith(
+        "row 1: field 'messages': message 0 has a content part of type 'image'; only text parts are supported"
+    )
+
+
+def test_the_chat_template_can_be_overridden_by_name_file_or_text(tmp_path, tiny_tokenizer):
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    (tmp_path / "t.jinja").write_text("{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{% endfor %}")
+    for value, expected in [
+        ("chatml", "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo<|im_end|>\n"),
+        (str(tmp_path / "t.jinja"), "[user]hi[assistant]yo"),
+        ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}", "user: hi\nassistant: yo\n"),
+    ]:
+        dm = _module(tmp_path, [{"messages": messages}], chat_template=value)
+        dm.setup("fit")
+        assert tiny_tokenizer.decode(dm.rows["train"][0]["input_ids"]) == expected, value
