@@ -59,7 +59,8 @@ class SFT(LightningModule):
         targets, loss_mask = shift_labels(batch["labels"])
         out = sft_loss(token_logps(logits, targets), loss_mask, token_normalizer(loss_mask.sum()))
         metrics = {"loss": out.loss, "token_accuracy": token_accuracy(logits, targets, loss_mask)}
-        log_metrics(self, metrics, stage, batch_size=batch["input_ids"].shape[0])
+        # Weighted by counted tokens, so epoch means (val/loss, val/token_accuracy) are per token, not per row.
+        log_metrics(self, metrics, stage, batch_size=max(int(loss_mask.sum()), 1))
         return out.loss
 
     def training_step(self, batch: SFTBatch, batch_idx: int) -> torch.Tensor:

@@ -1,5 +1,6 @@
 import csv
 
+import pytest
 import torch
 from lightning import Trainer
 from lightning.pytorch.loggers import CSVLogger
@@ -46,3 +47,28 @@ def test_sft_under_lora_moves_only_adapters(tmp_path):
     model, before, _, _ = _fit(tmp_path, spec)
     moved = {n for n, p in model.named_parameters() if not p.equal(before[n])}
     assert moved and all("lora_" in n for n in moved)
+
+
+def test_validation_means_are_per_token_not_per_row(tmp_path):
+    """Two validation batches with different token counts: val/token_accuracy is hits / tokens over both."""
+    from lit_align.metrics import token_accuracy
+    from lit_align.ops.logprobs import shift_labels
+    from tests.helpers import write_jsonl
+
+    rows = [{"prompt": "1 + 1 =", "completion": " 2"}, {"prompt": "2 + 2 =", "completion": " 4 because two and two"}]
+    rows += [{"prompt": "q", "completion": " a long answer that has many more tokens than the others"}]
+    path = write_jsonl(tmp_path / "val.jsonl", rows)
+    model = SFT(policy=ModelSpec(name_or_path="lit-align/tiny-sft"))
+    data = SFTDataModule(source=DataSource(path=str(path)), batch_size=2)
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    data.setup("validate")
+    data.rows["val"] = data.rows["train"]  # validate on the file's rows: batches of 2 and 1 rows
+    model.configure_model()
+    hits = total = 0
+    with torch.no_grad():
+        for batch in data.splits.loader("val", shuffle=False):
+            targets, mask = shift_labels(batch["labels"])
+            accuracy = token_accuracy(model(batch["input_ids"], batch["attention_mask"]), targets, mask)
+            hits, total = hits + accuracy * mask.sum(), total + mask.sum()
+    logged = trainer.validate(model, data.val_dataloader(), verbose=False)[0]["val/token_accuracy"]
+    assert logged == pytest.approx((hits / total).item(), abs=1e-6)
