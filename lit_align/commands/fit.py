@@ -18,7 +18,7 @@ from lit_align.errors import ConfigError
 from lit_align.roles.paths import POLICY_KEY, resolve_model_path
 from lit_align.runtime.callbacks import RNGState
 from lit_align.runtime.checkpoint_io import checkpoint_problem, guard_checkpoint_loading, use_atomic_writes
-from lit_align.runtime.progress import RunStats
+from lit_align.runtime.progress import RunStats, quiet_progress_bar
 
 
 class LitAlignCLI(LightningCLI):
@@ -80,6 +80,7 @@ class LitAlignCLI(LightningCLI):
             trainer.loggers = [CSVLogger(trainer.default_root_dir, name="logs"), *trainer.loggers]
         if not any(isinstance(callback, RNGState) for callback in trainer.callbacks):
             trainer.callbacks.append(RNGState())  # a resumed run draws the same random numbers
+        quiet_progress_bar(trainer)  # the objective's main metrics, no v_num, no "Epoch 0/-2"
         if not any(isinstance(callback, RunStats) for callback in trainer.callbacks):
             trainer.callbacks.append(RunStats())  # lr, grad_norm, throughput; plain lines in log files
         for callback in trainer.checkpoint_callbacks:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from torch.distributed.tensor import DTensor
 
 GRAD_NORM_ATTR = "_lit_align_grad_norm"
@@ -110,3 +111,59 @@ def plain_line(trainer: Trainer) -> str:
         if value is not None:
             parts.append(f"{name} {float(value):.4g}")
     return " | ".join(parts)
+
+
+BAR_ORDER = ("reward", "rewards/accuracies", "rewards/margins", "loss", "token_accuracy", "kl", "lr", "grad_norm")
+"""The bar shows the objective's main metrics first; online objectives' surrogate loss stays in the CSV."""
+
+
+def bar_metrics(items: dict[str, Any]) -> dict[str, Any]:
+    """The progress bar's metrics: no ``v_num``, the objective's main ones first, short names.
+
+    Online objectives (those that log ``train/reward``) leave ``train/loss`` out: their policy-gradient loss is
+    about 0 by construction and says nothing about progress.
+    """
+    items = {k: v for k, v in items.items() if k != "v_num"}
+    online = "train/reward" in items
+    rank = {name: i for i, name in enumerate(BAR_ORDER)}
+
+    def key(name: str) -> tuple[bool, int, str]:
+        short = name.split("/", 1)[1] if "/" in name else name
+        return not name.startswith("train/"), rank.get(short, len(rank)), name
+
+    shown = {k.removeprefix("train/"): items[k] for k in sorted(items, key=key) if not (online and k == "train/loss")}
+    if "lr" in shown:
+        shown["lr"] = f"{float(shown['lr']):.2e}"  # 1.5e-4 would show as 0.000
+    if "tokens_per_s" in shown:
+        shown["tokens_per_s"] = f"{float(shown['tokens_per_s']):.0f}"
+    return shown
+
+
+def quiet_progress_bar(trainer: Trainer) -> None:
+    """Swap Lightning's default bar for one that shows :func:`bar_metrics` and no ``Epoch 0/-2`` for step runs."""
+    for i, callback in enumerate(trainer.callbacks):
+        if type(callback) is RichProgressBar:
+            trainer.callbacks[i] = RichBar()
+        elif type(callback) is TQDMProgressBar:
+            trainer.callbacks[i] = TQDMBar()
+
+
+class RichBar(RichProgressBar):
+    """Lightning's rich bar with :func:`bar_metrics`; a run bounded by steps shows ``Epoch N``, not ``N/-2``."""
+
+    def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        """See :func:`bar_metrics`."""
+        return bar_metrics(super().get_metrics(trainer, pl_module))
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        if self.trainer.max_epochs is None or self.trainer.max_epochs < 0:
+            return f"{f'Epoch {current_epoch}':{len(self.validation_description)}}"
+        return super()._get_train_description(current_epoch)
+
+
+class TQDMBar(TQDMProgressBar):
+    """Lightning's tqdm bar with :func:`bar_metrics`."""
+
+    def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        """See :func:`bar_metrics`."""
+        return bar_metrics(super().get_metrics(trainer, pl_module))

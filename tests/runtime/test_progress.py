@@ -37,3 +37,13 @@ def test_manual_objectives_report_the_norm_before_their_own_clipping(tmp_path):
                    "--model.init_args.completions_per_prompt", "4",
                    "--model.init_args.sampling.max_new_tokens", "4")  # fmt: skip
     assert rows and all(float(r["train/grad_norm"]) > 1e-3 for r in rows)
+
+
+def test_the_bar_shows_the_objectives_main_metrics_first_and_no_v_num():
+    from lit_align.runtime.progress import bar_metrics
+
+    grpo = {"v_num": 0, "train/loss": 0.0, "train/kl": 0.1, "train/reward": 0.5, "train/lr": 1.5e-4, "val/reward": 0.4}
+    assert list(bar_metrics(grpo)) == ["reward", "kl", "lr", "val/reward"]  # GRPO's ~0 surrogate loss left out
+    assert bar_metrics(grpo)["lr"] == "1.50e-04"
+    dpo = {"v_num": 1, "train/loss": 0.6, "train/rewards/margins": 0.2, "train/rewards/accuracies": 0.8}
+    assert list(bar_metrics(dpo)) == ["rewards/accuracies", "rewards/margins", "loss"]
