@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from lightning import Callback
+from lightning.pytorch.loggers import Logger
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,3 +117,33 @@ def run_in_process(*args: str) -> InProcessRun:
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
     return InProcessRun(code, err.getvalue(), [str(w.message) for w in caught], out.getvalue())
+
+
+class FolderLogger(Logger):
+    """A logger laid out as TensorBoard's (``save_dir/name/version_N``) that writes nothing, for logger tests."""
+
+    def __init__(self, save_dir: str, name: str = "tb") -> None:
+        super().__init__()
+        self._save_dir, self._name = save_dir, name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> int:
+        return 7
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @property
+    def log_dir(self) -> str:
+        return os.path.join(self._save_dir, self._name, f"version_{self.version}")
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        pass

@@ -77,7 +77,7 @@ class LitAlignCLI(LightningCLI):
         use_atomic_writes(trainer.strategy)  # a kill during a save never leaves a half-written checkpoint
         guard_checkpoint_loading(trainer.strategy, "--ckpt_path")  # a bad --ckpt_path is one line, not a traceback
         if not any(isinstance(logger, CSVLogger) for logger in trainer.loggers):
-            trainer.loggers = [CSVLogger(trainer.default_root_dir, name="logs"), *trainer.loggers]
+            trainer.loggers = [_csv_logger(trainer), *trainer.loggers]
         if not any(isinstance(callback, RNGState) for callback in trainer.callbacks):
             trainer.callbacks.append(RNGState())  # a resumed run draws the same random numbers
         quiet_progress_bar(trainer)  # the objective's main metrics, no v_num, no "Epoch 0/-2"
@@ -100,6 +100,18 @@ class LitAlignCLI(LightningCLI):
                 f"'{self.trainer.default_root_dir}' already holds a finished run ({finished.name}/); continue it with "
                 "--ckpt_path last, or give another trainer.default_root_dir",
             )
+
+
+def _csv_logger(trainer: Trainer) -> CSVLogger:
+    """The CSV log every run gets, in the version folder of a logger the user added (else ``logs/version_N``).
+
+    Sharing the folder keeps one version folder per run, whatever loggers are added.
+    """
+    for other in trainer.loggers:
+        save_dir, name = getattr(other, "save_dir", None), getattr(other, "name", None)
+        if isinstance(save_dir, str) and isinstance(name, str) and getattr(other, "log_dir", None):
+            return CSVLogger(save_dir, name=name, version=other.version)
+    return CSVLogger(trainer.default_root_dir, name="logs")
 
 
 def check_trainer_settings(trainer: Any) -> None:

@@ -47,3 +47,13 @@ def test_the_bar_shows_the_objectives_main_metrics_first_and_no_v_num():
     assert bar_metrics(grpo)["lr"] == "1.50e-04"
     dpo = {"v_num": 1, "train/loss": 0.6, "train/rewards/margins": 0.2, "train/rewards/accuracies": 0.8}
     assert list(bar_metrics(dpo)) == ["rewards/accuracies", "rewards/margins", "loss"]
+
+
+def test_an_added_logger_and_the_csv_log_share_one_version_folder(tmp_path):
+    run = run_in_process("fit", "--config", str(REPO / "recipes/sft.yaml"), *ARGS,
+                         "--trainer.logger", "tests.helpers.FolderLogger",
+                         f"--trainer.logger.save_dir={tmp_path}",
+                         "--trainer.default_root_dir", str(tmp_path))  # fmt: skip
+    assert run.code == 0, run.stderr[-2000:]
+    assert (tmp_path / "tb" / "version_7" / "metrics.csv").is_file()
+    assert not (tmp_path / "logs").exists()  # no second version folder
