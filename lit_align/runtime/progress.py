@@ -106,8 +106,9 @@ def plain_line(trainer: Trainer) -> str:
     """``step 40/1500 | loss 0.5213 | lr 0.00014 | ...``: the main metrics the trainer has, for log files."""
     metrics = trainer.callback_metrics
     parts = [f"step {trainer.global_step}/{trainer.max_steps if trainer.max_steps > 0 else '?'}"]
+    online = "train/reward" in metrics  # their surrogate loss is ~0 by construction: not shown
     for name in MAIN_METRICS:
-        value = metrics.get(f"train/{name}")
+        value = None if online and name == "loss" else metrics.get(f"train/{name}")
         if value is not None:
             parts.append(f"{name} {float(value):.4g}")
     return " | ".join(parts)

@@ -33,10 +33,12 @@ def test_the_gradient_norm_is_measured_before_clipping(tmp_path):
 
 
 def test_manual_objectives_report_the_norm_before_their_own_clipping(tmp_path):
-    _, rows = _run(tmp_path, "grpo", "--model.init_args.max_grad_norm", "1e-6",
+    run, rows = _run(tmp_path, "grpo", "--model.init_args.max_grad_norm", "1e-6",
                    "--model.init_args.completions_per_prompt", "4",
                    "--model.init_args.sampling.max_new_tokens", "4")  # fmt: skip
     assert rows and all(float(r["train/grad_norm"]) > 1e-3 for r in rows)
+    lines = [line for line in run.stdout.splitlines() if line.startswith("step ")]
+    assert lines and all(" reward " in line and " loss " not in line for line in lines)  # no ~0 surrogate loss
 
 
 def test_the_bar_shows_the_objectives_main_metrics_first_and_no_v_num():
