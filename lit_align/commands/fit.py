@@ -18,6 +18,7 @@ from lit_align.errors import ConfigError
 from lit_align.roles.paths import POLICY_KEY, resolve_model_path
 from lit_align.runtime.callbacks import RNGState
 from lit_align.runtime.checkpoint_io import checkpoint_problem, guard_checkpoint_loading, use_atomic_writes
+from lit_align.runtime.loggers import placed
 from lit_align.runtime.progress import RunStats, quiet_progress_bar
 
 
@@ -76,7 +77,8 @@ class LitAlignCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_writes(trainer.strategy)  # a kill during a save never leaves a half-written checkpoint
         guard_checkpoint_loading(trainer.strategy, "--ckpt_path")  # a bad --ckpt_path is one line, not a traceback
-        if not any(isinstance(logger, CSVLogger) for logger in trainer.loggers):
+        trainer.loggers = [placed(logger, trainer.default_root_dir) for logger in trainer.loggers]
+        if not any(isinstance(logger, CSVLogger) for logger in trainer.loggers):  # the user's loggers only
             trainer.loggers = [_csv_logger(trainer), *trainer.loggers]
         if not any(isinstance(callback, RNGState) for callback in trainer.callbacks):
             trainer.callbacks.append(RNGState())  # a resumed run draws the same random numbers
@@ -176,8 +178,9 @@ def run_cli(args: list[str] | None = None, *, run: bool = True) -> LitAlignCLI:
         subclass_mode_data=True,
         # Requeued or repeated runs write into the same folder.
         save_config_kwargs={"overwrite": True},
-        # No TensorBoard by default: the CSV log added in instantiate_trainer needs no extra install.
-        trainer_defaults={"logger": False},
+        # The CSV log (no extra install) in the run folder; --print_config shows it. Another logger given instead
+        # still gets a CSV log next to it, in its version folder (instantiate_trainer).
+        trainer_defaults={"logger": {"class_path": "lit_align.runtime.loggers.RunLog"}},
         auto_configure_optimizers=False,
         # Raise instead of printing the whole usage, so main() can print one line naming the key.
         parser_kwargs={"exit_on_error": False},

@@ -255,3 +255,9 @@ def test_help_lists_every_command_and_each_one_answers_its_own_help():
     for command in COMMANDS:
         own = run_in_process(command, "--help")
         assert own.code == 0 and "usage:" in own.stdout, (command, own.stderr[-500:])
+
+
+def test_print_config_shows_the_logger_the_run_uses():
+    printed = run_in_process("fit", "--config", str(REPO / "recipes/dpo.yaml"), "--print_config")
+    assert printed.code == 0
+    assert "  logger:\n    class_path: lit_align.runtime.loggers.RunLog\n" in printed.stdout

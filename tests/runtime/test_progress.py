@@ -57,5 +57,7 @@ def test_an_added_logger_and_the_csv_log_share_one_version_folder(tmp_path):
                          f"--trainer.logger.save_dir={tmp_path}",
                          "--trainer.default_root_dir", str(tmp_path))  # fmt: skip
     assert run.code == 0, run.stderr[-2000:]
-    assert (tmp_path / "tb" / "version_7" / "metrics.csv").is_file()
-    assert not (tmp_path / "logs").exists()  # no second version folder
+    # jsonargparse keeps the default logger's matching init_args (name: logs) for the class given instead.
+    versions = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("version_*"))
+    assert versions == ["logs/version_7"]  # one version folder: the CSV log went into the added logger's
+    assert (tmp_path / "logs" / "version_7" / "metrics.csv").is_file()
