@@ -148,7 +148,9 @@ class _NoAdverts(logging.Filter):
 
 def quiet() -> None:
     """No adverts and no deprecation noise from dependencies; lit-align's own FutureWarnings (renamed keys) stay."""
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoAdverts) for f in rank_zero.filters):  # main() may run many times in one process
+        rank_zero.addFilter(_NoAdverts())
     for module in ("transformers", "torchdata", "jsonargparse", "lightning", "torch", "datasets", "peft"):
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
         warnings.filterwarnings("ignore", category=FutureWarning, module=module)
