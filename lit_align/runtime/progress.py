@@ -61,7 +61,7 @@ class RunStats(Callback):
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         """Print the finished step's line (its metrics are in by now), start the clock, count the batch."""
         step = trainer.global_step
-        if step and step % max(trainer.log_every_n_steps, 1) == 0:
+        if self._start and step % max(trainer.log_every_n_steps, 1) == 0:  # not before this run's first step
             self._print(trainer)
         self._start = time.perf_counter()
         self._tokens = self._samples = 0
