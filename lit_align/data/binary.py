@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from functools import partial
 from typing import Any
 
 from lightning import LightningDataModule
@@ -13,13 +12,12 @@ from torch.utils.data import DataLoader
 
 from lit_align.data.collate import collate_binary
 from lit_align.data.pairwise import pair_texts
-from lit_align.data.rows import OnBadRow, SplitLoaders, tokenize_splits, train_loader
+from lit_align.data.rows import OnBadRow, SplitLoaders, load_rows, train_loader
 from lit_align.data.sources import DataSource, Split
-from lit_align.data.templates import fit_to_length, tokenize_prompt_completion, with_chat_template
+from lit_align.data.templates import fit_to_length, tokenize_prompt_completion
 from lit_align.data.validation import bool_field, text_or_messages
 from lit_align.domains import NonNegativeInt, PositiveInt, check_args
 from lit_align.errors import ConfigError, DataError
-from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.types import Shape
 
 
@@ -90,18 +88,10 @@ class BinaryDataModule(LightningDataModule):
         if self.tokenizer is not None:
             return
         hp = self.hparams
-        self.tokenizer = with_chat_template(
-            load_tokenizer(hp.tokenizer, trust_remote_code=hp.trust_remote_code, key="data.init_args.tokenizer"),
-            hp.chat_template,
-        )
-        collate = partial(collate_binary, pad_token_id=self.tokenizer.pad_token_id)
-        self.splits = SplitLoaders(collate, hp.batch_size, hp.eval_batch_size, hp.num_workers)
-        self.rows = self.splits.rows
         shape = Shape.PAIRWISE if hp.unpair else Shape.BINARY
         encode = self._encode_pair if hp.unpair else self._encode
-        for name, (rows, stats) in tokenize_splits(
-            self.source, shape, encode, hp.on_bad_row, lambda row: row.get(hp.prompt_field, row)
-        ).items():
+        prompt_of = lambda row: row.get(hp.prompt_field, row)  # noqa: E731
+        for name, (rows, stats) in load_rows(self, collate_binary, shape, encode, prompt_of).items():
             self.stats[name] = stats
             self.rows[name] = _with_mismatched_completions(_flatten(rows), random.Random(hp.seed))
         labels = {item["label"] for item in self.rows["train"]}

@@ -15,7 +15,9 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
 from lit_align.data.sources import BAD_ROW, DataSource, Split, load_splits, load_test_split
+from lit_align.data.templates import with_chat_template
 from lit_align.errors import DataError, LitAlignError
+from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.types import Shape
 
 OnBadRow = Literal["error", "skip"]
@@ -98,6 +100,36 @@ def tokenize_splits(
         for name, split in splits.items()
         if split is not None
     }
+
+
+def load_rows(
+    datamodule: Any,
+    collate: Callable[..., Any],
+    shape: Shape,
+    encode: Callable[[Split, dict[str, Any], int], dict[str, Any]],
+    prompt_of: Callable[[dict[str, Any]], Any] | None = None,
+) -> dict[str, tuple[list[dict[str, Any]], Counter]]:
+    """What every data module's ``setup`` does: tokenizer (with ``chat_template``), loaders, tokenized splits.
+
+    Sets ``datamodule.tokenizer``, ``.splits`` and ``.rows`` (the splits' row lists, filled by the caller) from its
+    hparams, then returns :func:`tokenize_splits` of its source with ``encode`` (which may use the tokenizer).
+
+    Args:
+        datamodule: A data module with the shared hparams (``tokenizer``, ``trust_remote_code``, ``chat_template``,
+            ``batch_size``, ``eval_batch_size``, ``num_workers``, ``on_bad_row``) and a ``source``.
+        collate: Batch builder; called with ``pad_token_id`` bound.
+        shape: Which rows the embedded task emits.
+        encode: ``encode(split, row, index)`` as for :func:`tokenize_splits`.
+        prompt_of: The prompt of a raw row, for grouped ``val_size`` splits.
+
+    """
+    hp = datamodule.hparams
+    tokenizer = load_tokenizer(hp.tokenizer, trust_remote_code=hp.trust_remote_code, key="data.init_args.tokenizer")
+    datamodule.tokenizer = with_chat_template(tokenizer, hp.chat_template)
+    bound = partial(collate, pad_token_id=datamodule.tokenizer.pad_token_id)
+    datamodule.splits = SplitLoaders(bound, hp.batch_size, hp.eval_batch_size, hp.num_workers)
+    datamodule.rows = datamodule.splits.rows
+    return tokenize_splits(datamodule.source, shape, encode, hp.on_bad_row, prompt_of)
 
 
 def make_loader(rows: list, batch_size: int, collate: Callable, *, shuffle: bool, num_workers: int) -> DataLoader:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
-from functools import partial
 from typing import Any, Literal
 
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
 from lit_align.data.collate import collate_sft
-from lit_align.data.rows import OnBadRow, SplitLoaders, tokenize_splits, train_loader
+from lit_align.data.rows import OnBadRow, SplitLoaders, load_rows, train_loader
 from lit_align.data.sources import DataSource, Split
-from lit_align.data.templates import tokenize_conversation, tokenize_prompt_completion, with_chat_template
+from lit_align.data.templates import tokenize_conversation, tokenize_prompt_completion
 from lit_align.data.validation import messages_field, text_field, text_or_messages
 from lit_align.domains import NonNegativeInt, PositiveInt, check_args
 from lit_align.errors import DataError
-from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.types import IGNORE_INDEX, Shape
 
 
@@ -85,17 +83,7 @@ class SFTDataModule(LightningDataModule):
         """Load the tokenizer and the rows, validate and tokenize them (once per process)."""
         if self.tokenizer is not None:
             return
-        hp = self.hparams
-        self.tokenizer = with_chat_template(
-            load_tokenizer(hp.tokenizer, trust_remote_code=hp.trust_remote_code, key="data.init_args.tokenizer"),
-            hp.chat_template,
-        )
-        collate = partial(collate_sft, pad_token_id=self.tokenizer.pad_token_id)
-        self.splits = SplitLoaders(collate, hp.batch_size, hp.eval_batch_size, hp.num_workers)
-        self.rows = self.splits.rows
-        for name, (rows, stats) in tokenize_splits(
-            self.source, Shape.SFT, self._encode, hp.on_bad_row, self._prompt_of
-        ).items():
+        for name, (rows, stats) in load_rows(self, collate_sft, Shape.SFT, self._encode, self._prompt_of).items():
             self.rows[name], self.stats[name] = rows, stats
 
     def _prompt_of(self, row: dict[str, Any]) -> Any:
