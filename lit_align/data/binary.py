@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from lit_align.data.collate import collate_binary
 from lit_align.data.pairwise import pair_texts
 from lit_align.data.rows import OnBadRow, SplitLoaders, load_rows, train_loader
-from lit_align.data.sources import DataSource, Split
+from lit_align.data.sources import DataSource
 from lit_align.data.templates import fit_to_length, tokenize_prompt_completion
 from lit_align.data.validation import bool_field, text_or_messages
 from lit_align.domains import NonNegativeInt, PositiveInt, check_args
@@ -45,6 +45,7 @@ class BinaryDataModule(LightningDataModule):
         unpair: bool = False,
         on_bad_row: OnBadRow = "error",
         num_workers: NonNegativeInt = 0,
+        num_proc: PositiveInt | None = None,
         trust_remote_code: bool = False,
         chat_template: str | None = None,
         seed: int = 0,
@@ -64,6 +65,8 @@ class BinaryDataModule(LightningDataModule):
             unpair: Read pairwise rows (``prompt``/``chosen``/``rejected``) and split each into two labelled rows.
             on_bad_row: ``error`` stops at the first bad row; ``skip`` drops bad rows and counts them.
             num_workers: DataLoader worker processes.
+            num_proc: Processes that tokenize the rows (``datasets.map``); None tokenizes in this process. The
+                tokens are cached by content either way, so a second run on the same data reads them.
             trust_remote_code: Allow tokenizer code from the hub; the CLI links it to the policy's setting.
             chat_template: Override the tokenizer's chat template: a name (``chatml``), a Jinja file or Jinja text.
             seed: Seed of the pairing of rows with the mismatched completions used for the KL estimate.
@@ -89,7 +92,7 @@ class BinaryDataModule(LightningDataModule):
             return
         hp = self.hparams
         shape = Shape.PAIRWISE if hp.unpair else Shape.BINARY
-        encode = self._encode_pair if hp.unpair else self._encode
+        encode = encode_unpaired if hp.unpair else encode_binary
         prompt_of = lambda row: row.get(hp.prompt_field, row)  # noqa: E731
         for name, (rows, stats) in load_rows(self, collate_binary, shape, encode, prompt_of).items():
             self.stats[name] = stats
@@ -102,34 +105,6 @@ class BinaryDataModule(LightningDataModule):
                 f"every training row is {kind}; KTO needs both desirable and undesirable rows",
                 field=hp.label_field,
             )
-
-    def _encode(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:
-        hp = self.hparams
-        label = bool_field(row, hp.label_field, split.origin, index)
-        prompt = text_or_messages(row, hp.prompt_field, split.origin, index)
-        completion = text_or_messages(row, hp.completion_field, split.origin, index)
-        return _items([self._tokenize(split, index, prompt, completion, label)])
-
-    def _encode_pair(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:
-        prompt, chosen, rejected = pair_texts(
-            row, (self.hparams.prompt_field, "chosen", "rejected"), split.origin, index
-        )
-        if chosen == rejected:
-            raise DataError(split.origin, "chosen and rejected are identical", row=index + 1, field="rejected")
-        return _items(
-            [self._tokenize(split, index, prompt, chosen, True), self._tokenize(split, index, prompt, rejected, False)]
-        )
-
-    def _tokenize(self, split: Split, index: int, prompt: Any, completion: Any, label: bool) -> dict[str, Any]:
-        hp = self.hparams
-        prompt_ids, completion_ids = tokenize_prompt_completion(self.tokenizer, prompt, completion)
-        try:
-            prompt_ids, (completion_ids,), truncated = fit_to_length(
-                prompt_ids, [completion_ids], hp.max_length, hp.max_prompt_length
-            )
-        except ValueError as error:
-            raise DataError(split.origin, str(error), row=index + 1, field=hp.prompt_field) from error
-        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "label": label, "truncated": truncated}
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training rows."""
@@ -146,6 +121,49 @@ class BinaryDataModule(LightningDataModule):
     def ordered_dataloaders(self) -> dict[str, DataLoader]:
         """Unshuffled loaders over every split, for precomputing reference log-probs once."""
         return self.splits.ordered()
+
+
+def encode_binary(hp: Any, tokenizer: Any, origin: str, row: dict[str, Any], index: int) -> dict[str, Any]:
+    """One binary-feedback row -> ``{"items": [prompt_ids, completion_ids, label]}`` fitted to the length limits.
+
+    Args:
+        hp: The data module's hparams.
+        tokenizer: Its tokenizer (with the chat template applied).
+        origin: The split's name in messages.
+        row: The raw row.
+        index: Its position in the split (row ``index + 1`` in messages).
+
+    """
+    label = bool_field(row, hp.label_field, origin, index)
+    prompt = text_or_messages(row, hp.prompt_field, origin, index)
+    completion = text_or_messages(row, hp.completion_field, origin, index)
+    return _items([_tokenize(hp, tokenizer, origin, index, prompt, completion, label)])
+
+
+def encode_unpaired(hp: Any, tokenizer: Any, origin: str, row: dict[str, Any], index: int) -> dict[str, Any]:
+    """One preference row -> two items: its chosen completion desirable, its rejected one undesirable."""
+    prompt, chosen, rejected = pair_texts(row, (hp.prompt_field, "chosen", "rejected"), origin, index)
+    if chosen == rejected:
+        raise DataError(origin, "chosen and rejected are identical", row=index + 1, field="rejected")
+    return _items(
+        [
+            _tokenize(hp, tokenizer, origin, index, prompt, chosen, True),
+            _tokenize(hp, tokenizer, origin, index, prompt, rejected, False),
+        ]
+    )
+
+
+def _tokenize(
+    hp: Any, tokenizer: Any, origin: str, index: int, prompt: Any, completion: Any, label: bool
+) -> dict[str, Any]:
+    prompt_ids, completion_ids = tokenize_prompt_completion(tokenizer, prompt, completion)
+    try:
+        prompt_ids, (completion_ids,), truncated = fit_to_length(
+            prompt_ids, [completion_ids], hp.max_length, hp.max_prompt_length
+        )
+    except ValueError as error:
+        raise DataError(origin, str(error), row=index + 1, field=hp.prompt_field) from error
+    return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "label": label, "truncated": truncated}
 
 
 def _items(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from lit_align.data.collate import collate_pairwise
 from lit_align.data.rows import OnBadRow, SplitLoaders, load_rows, train_loader
-from lit_align.data.sources import DataSource, Split
+from lit_align.data.sources import DataSource
 from lit_align.data.templates import (
     fit_to_length,
     is_conversational,
@@ -100,6 +100,7 @@ class PairwiseDataModule(LightningDataModule):
         rejected_field: str = "rejected",
         on_bad_row: OnBadRow = "error",
         num_workers: NonNegativeInt = 0,
+        num_proc: PositiveInt | None = None,
         trust_remote_code: bool = False,
         chat_template: str | None = None,
     ) -> None:
@@ -117,6 +118,8 @@ class PairwiseDataModule(LightningDataModule):
             rejected_field: Column of the dispreferred completion.
             on_bad_row: ``error`` stops at the first bad row; ``skip`` drops bad rows and counts them.
             num_workers: DataLoader worker processes.
+            num_proc: Processes that tokenize the rows (``datasets.map``); None tokenizes in this process. The
+                tokens are cached by content either way, so a second run on the same data reads them.
             trust_remote_code: Allow tokenizer code from the hub; the CLI links it to the policy's setting.
             chat_template: Override the tokenizer's chat template: a name (``chatml``), a Jinja file or Jinja text.
 
@@ -140,7 +143,7 @@ class PairwiseDataModule(LightningDataModule):
         if self.tokenizer is not None:
             return
         for name, (rows, stats) in load_rows(
-            self, collate_pairwise, Shape.PAIRWISE, self._encode, self._prompt_of
+            self, collate_pairwise, Shape.PAIRWISE, encode_pair, self._prompt_of
         ).items():
             self.rows[name], self.stats[name] = rows, stats
 
@@ -153,30 +156,6 @@ class PairwiseDataModule(LightningDataModule):
             return split_implicit_prompt(row[hp.chosen_field], row[hp.rejected_field])[0]
         except (KeyError, TypeError):  # a malformed row: reported when it is encoded
             return row
-
-    def _encode(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:
-        hp, origin = self.hparams, split.origin
-        fields = (hp.prompt_field, hp.chosen_field, hp.rejected_field)
-        prompt, chosen, rejected = pair_texts(row, fields, origin, index)
-        if chosen == rejected:
-            raise DataError(origin, "chosen and rejected are identical", row=index + 1, field=hp.rejected_field)
-        prompt_ids, chosen_ids = tokenize_prompt_completion(self.tokenizer, prompt, chosen)
-        _, rejected_ids = tokenize_prompt_completion(self.tokenizer, prompt, rejected)
-        try:
-            prompt_ids, (chosen_ids, rejected_ids), truncated = fit_to_length(
-                prompt_ids, [chosen_ids, rejected_ids], hp.max_length, hp.max_prompt_length
-            )
-        except ValueError as error:
-            raise DataError(origin, str(error), row=index + 1, field=hp.prompt_field) from error
-        if chosen_ids == rejected_ids:
-            why = f"after truncation to max_length={hp.max_length}" if truncated else "as tokens"
-            raise DataError(origin, f"chosen and rejected are identical {why}", row=index + 1, field=hp.rejected_field)
-        return {
-            "prompt_ids": prompt_ids,
-            "chosen_ids": chosen_ids,
-            "rejected_ids": rejected_ids,
-            "truncated": truncated,
-        }
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training rows."""
@@ -193,3 +172,37 @@ class PairwiseDataModule(LightningDataModule):
     def ordered_dataloaders(self) -> dict[str, DataLoader]:
         """Unshuffled loaders over every split, for precomputing reference log-probs once."""
         return self.splits.ordered()
+
+
+def encode_pair(hp: Any, tokenizer: Any, origin: str, row: dict[str, Any], index: int) -> dict[str, Any]:
+    """One preference row -> ``prompt_ids``, ``chosen_ids``, ``rejected_ids`` fitted to the length limits.
+
+    Args:
+        hp: The data module's hparams.
+        tokenizer: Its tokenizer (with the chat template applied).
+        origin: The split's name in messages.
+        row: The raw row.
+        index: Its position in the split (row ``index + 1`` in messages).
+
+    """
+    fields = (hp.prompt_field, hp.chosen_field, hp.rejected_field)
+    prompt, chosen, rejected = pair_texts(row, fields, origin, index)
+    if chosen == rejected:
+        raise DataError(origin, "chosen and rejected are identical", row=index + 1, field=hp.rejected_field)
+    prompt_ids, chosen_ids = tokenize_prompt_completion(tokenizer, prompt, chosen)
+    _, rejected_ids = tokenize_prompt_completion(tokenizer, prompt, rejected)
+    try:
+        prompt_ids, (chosen_ids, rejected_ids), truncated = fit_to_length(
+            prompt_ids, [chosen_ids, rejected_ids], hp.max_length, hp.max_prompt_length
+        )
+    except ValueError as error:
+        raise DataError(origin, str(error), row=index + 1, field=hp.prompt_field) from error
+    if chosen_ids == rejected_ids:
+        why = f"after truncation to max_length={hp.max_length}" if truncated else "as tokens"
+        raise DataError(origin, f"chosen and rejected are identical {why}", row=index + 1, field=hp.rejected_field)
+    return {
+        "prompt_ids": prompt_ids,
+        "chosen_ids": chosen_ids,
+        "rejected_ids": rejected_ids,
+        "truncated": truncated,
+    }

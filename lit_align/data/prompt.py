@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from lit_align.data.collate import collate_prompts
 from lit_align.data.rows import OnBadRow, SplitLoaders, load_rows, train_loader
-from lit_align.data.sources import DataSource, Split
+from lit_align.data.sources import DataSource
 from lit_align.data.templates import is_conversational, render_prompt
 from lit_align.data.validation import text_or_messages
 from lit_align.domains import NonNegativeInt, PositiveInt, check_args
@@ -37,6 +37,7 @@ class PromptDataModule(LightningDataModule):
         as_chat: bool = False,
         on_bad_row: OnBadRow = "error",
         num_workers: NonNegativeInt = 0,
+        num_proc: PositiveInt | None = None,
         trust_remote_code: bool = False,
         chat_template: str | None = None,
     ) -> None:
@@ -53,6 +54,8 @@ class PromptDataModule(LightningDataModule):
                 instruct models on datasets such as GSM8K whose questions are plain text).
             on_bad_row: ``error`` stops at the first bad row; ``skip`` drops bad rows and counts them.
             num_workers: DataLoader worker processes.
+            num_proc: Processes that tokenize the rows (``datasets.map``); None tokenizes in this process. The
+                tokens are cached by content either way, so a second run on the same data reads them.
             trust_remote_code: Allow tokenizer code from the hub; the CLI links it to the policy's setting.
             chat_template: Override the tokenizer's chat template: a name (``chatml``), a Jinja file or Jinja text.
 
@@ -72,25 +75,14 @@ class PromptDataModule(LightningDataModule):
             return
         hp = self.hparams
         for name, (rows, stats) in load_rows(
-            self, collate_prompts, Shape.PROMPT, self._encode, lambda row: row.get(hp.prompt_field, row)
+            self, collate_prompts, Shape.PROMPT, encode_prompt, lambda row: row.get(hp.prompt_field, row), self._extra
         ).items():
             self.rows[name], self.stats[name] = rows, stats
 
-    def _encode(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:
+    def _extra(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Fields added when a row is read: the prompt and the row's other columns (for reward functions)."""
         hp = self.hparams
-        prompt = text_or_messages(row, hp.prompt_field, split.origin, index)
-        if hp.as_chat and not is_conversational(prompt):
-            prompt = [{"role": "user", "content": prompt}]
-        # Chat templates hold their own special tokens; plain text gets the tokenizer's (a BOS for Llama-like).
-        ids = self.tokenizer(render_prompt(self.tokenizer, prompt), add_special_tokens=not is_conversational(prompt))
-        prompt_ids = ids.input_ids
-        truncated = len(prompt_ids) > hp.max_prompt_length
-        return {
-            "prompt_ids": prompt_ids[-hp.max_prompt_length :],
-            "prompt": prompt,
-            "columns": {k: v for k, v in row.items() if k != hp.prompt_field},
-            "truncated": truncated,
-        }
+        return {"prompt": prompt_of_row(hp, row), "columns": {k: v for k, v in row.items() if k != hp.prompt_field}}
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training prompts."""
@@ -103,3 +95,22 @@ class PromptDataModule(LightningDataModule):
     def test_dataloader(self) -> DataLoader | list:
         """Test prompts (none when the source has no test split)."""
         return self.splits.optional("test")
+
+
+def prompt_of_row(hp: Any, row: dict[str, Any], origin: str = "", index: int = 0) -> Any:
+    """The row's prompt (text or messages); with ``as_chat`` a text prompt becomes one user message."""
+    prompt = text_or_messages(row, hp.prompt_field, origin, index)
+    return [{"role": "user", "content": prompt}] if hp.as_chat and not is_conversational(prompt) else prompt
+
+
+def encode_prompt(hp: Any, tokenizer: Any, origin: str, row: dict[str, Any], index: int) -> dict[str, Any]:
+    """One prompt row -> its ``prompt_ids`` (left-truncated to ``max_prompt_length``).
+
+    The prompt text and the other columns are not stored with the tokens: :meth:`PromptDataModule._extra` adds
+    them when the row is read, so they keep their ``datasets`` types.
+    """
+    prompt = prompt_of_row(hp, row, origin, index)
+    # Chat templates hold their own special tokens; plain text gets the tokenizer's (a BOS for Llama-like).
+    ids = tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=not is_conversational(prompt))
+    prompt_ids = ids.input_ids
+    return {"prompt_ids": prompt_ids[-hp.max_prompt_length :], "truncated": len(prompt_ids) > hp.max_prompt_length}

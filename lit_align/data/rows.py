@@ -1,92 +1,43 @@
-"""What every data module does with its rows: tokenize each one, skip or stop on bad ones, count and report."""
+"""What every data module does with its rows: load and tokenize them (``encoding.py``), count them, serve batches."""
 
 from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any, Literal
 
 import torch.distributed as dist
+from lightning.fabric.utilities.data import AttributeDict
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
-from lit_align.data.sources import BAD_ROW, DataSource, Split, load_splits, load_test_split
+from lit_align.data.encoding import EncodedRows, bars_on_terminals_only, tokenize_rows
+from lit_align.data.sources import DataSource, load_splits, load_test_split
 from lit_align.data.templates import with_chat_template
-from lit_align.errors import DataError, LitAlignError
 from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.types import Shape
 
 OnBadRow = Literal["error", "skip"]
-SHOWN_ROWS = 5  # row numbers a skip warning names per reason
-
-
-def tokenize_rows(
-    split: Split, encode: Callable[[dict[str, Any], int], dict[str, Any]], on_bad_row: OnBadRow
-) -> tuple[list[dict[str, Any]], Counter]:
-    """Apply ``encode(row, index)`` to every row; each result gets its ``index`` in the split.
-
-    ``encode`` raises :class:`DataError` for a bad row (and may add ``"truncated": True`` to its result); a line
-    of the file that could not be read at all arrives marked with :data:`BAD_ROW`. With ``on_bad_row="skip"`` such
-    rows are dropped and counted by reason, and the warning names the first few row numbers; otherwise the first
-    one stops the run.
-
-    Returns:
-        The encoded rows, and counts: ``rows``, ``truncated``, ``skipped`` and ``skipped: <reason>``.
-
-    """
-    out: list[dict[str, Any]] = []
-    stats: Counter = Counter(rows=len(split.rows))
-    skipped_rows: dict[str, list[int]] = {}
-    marked = BAD_ROW in split.rows.column_names
-    for index, row in enumerate(split.rows):
-        try:
-            if marked:
-                reason = row.pop(BAD_ROW)
-                if reason is not None:
-                    raise DataError(split.origin, reason, row=index + 1)
-            encoded = encode(row, index)
-        except DataError as error:
-            if on_bad_row == "error":
-                raise
-            reason = str(error).rsplit(": ", 1)[-1]
-            stats["skipped"] += 1
-            stats[f"skipped: {reason}"] += 1
-            skipped_rows.setdefault(reason, []).append(index + 1)
-            continue
-        except LitAlignError as error:  # template problems: name the row
-            raise DataError(split.origin, str(error), row=index + 1) from error
-        stats["truncated"] += bool(encoded.pop("truncated", False))
-        out.append({**encoded, "index": len(out)})
-    if stats["truncated"] or stats["skipped"]:
-        parts = [f"{stats['truncated']} truncated"] if stats["truncated"] else []
-        if stats["skipped"]:
-            reasons = []
-            for reason, numbers in sorted(skipped_rows.items()):
-                shown = ", ".join(map(str, numbers[:SHOWN_ROWS])) + (", ..." if len(numbers) > SHOWN_ROWS else "")
-                reasons.append(f"{len(numbers)} {reason}: row{'s' if len(numbers) > 1 else ''} {shown}")
-            parts.append(f"{stats['skipped']} skipped ({'; '.join(reasons)})")
-        message = f"{split.origin}: {stats['rows']} rows: {', '.join(parts)}"
-        rank_zero_warn(message)
-    if not out:
-        raise DataError(split.origin, "no usable row left")
-    return out, stats
 
 
 def tokenize_splits(
     source: DataSource,
     shape: Shape,
-    encode: Callable[[Split, dict[str, Any], int], dict[str, Any]],
+    encode: Callable[[str, dict[str, Any], int], dict[str, Any]],
     on_bad_row: OnBadRow,
     prompt_of: Callable[[dict[str, Any]], Any] | None = None,
-) -> dict[str, tuple[list[dict[str, Any]], Counter]]:
-    """Load a source's train, val and test splits (those it has) and tokenize each with ``encode(split, row, index)``.
+    **mapping: Any,
+) -> dict[str, tuple[EncodedRows, Counter]]:
+    """Load a source's train, val and test splits (those it has) and tokenize each with ``encode(origin, row, index)``.
 
     ``prompt_of(raw row)`` keeps the rows of one prompt on one side of a ``val_size`` split (see
-    :func:`~lit_align.data.sources.grouped_split`).
+    :func:`~lit_align.data.sources.grouped_split`); ``mapping`` goes to :func:`~lit_align.data.encoding.tokenize_rows`
+    (``settings``, ``tokenizer``, ``num_proc``, ``extra``).
 
     Returns:
         ``{split name: (encoded rows, counts)}`` for ``train`` and, when present, ``val`` and ``test``.
@@ -96,31 +47,53 @@ def tokenize_splits(
     test = load_test_split(source, shape)
     splits = {"train": train, "val": val, "test": test}
     return {
-        name: tokenize_rows(split, partial(encode, split), on_bad_row)
+        name: tokenize_rows(split, partial(encode, split.origin), on_bad_row, **mapping)
         for name, split in splits.items()
         if split is not None
     }
+
+
+LOADER_SETTINGS = {"batch_size", "eval_batch_size", "num_workers", "num_proc", "on_bad_row"}
+"""Data module hparams that do not change the tokens (left out of the tokenization cache key)."""
+
+
+@contextmanager
+def local_zero_first(trainer: Any) -> Iterator[None]:
+    """In a multi-process run, let local rank 0 load and tokenize first; the others then read its cache."""
+    if trainer is None or trainer.world_size == 1:
+        yield
+        return
+    if trainer.local_rank != 0:
+        trainer.strategy.barrier("lit_align_tokenize")
+    try:
+        yield
+    finally:  # also when rank 0 fails: the others then stop on the same error instead of waiting
+        if trainer.local_rank == 0:
+            trainer.strategy.barrier("lit_align_tokenize")
 
 
 def load_rows(
     datamodule: Any,
     collate: Callable[..., Any],
     shape: Shape,
-    encode: Callable[[Split, dict[str, Any], int], dict[str, Any]],
+    encode: Callable[..., dict[str, Any]],
     prompt_of: Callable[[dict[str, Any]], Any] | None = None,
-) -> dict[str, tuple[list[dict[str, Any]], Counter]]:
+    extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> dict[str, tuple[EncodedRows, Counter]]:
     """What every data module's ``setup`` does: tokenizer (with ``chat_template``), loaders, tokenized splits.
 
     Sets ``datamodule.tokenizer``, ``.splits`` and ``.rows`` (the splits' row lists, filled by the caller) from its
-    hparams, then returns :func:`tokenize_splits` of its source with ``encode`` (which may use the tokenizer).
+    hparams, then returns :func:`tokenize_splits` of its source.
 
     Args:
         datamodule: A data module with the shared hparams (``tokenizer``, ``trust_remote_code``, ``chat_template``,
-            ``batch_size``, ``eval_batch_size``, ``num_workers``, ``on_bad_row``) and a ``source``.
+            ``batch_size``, ``eval_batch_size``, ``num_workers``, ``num_proc``, ``on_bad_row``) and a ``source``.
         collate: Batch builder; called with ``pad_token_id`` bound.
         shape: Which rows the embedded task emits.
-        encode: ``encode(split, row, index)`` as for :func:`tokenize_splits`.
+        encode: A module-level function ``encode(hparams, tokenizer, origin, row, index)`` (it is sent to
+            ``datasets.map`` workers, so it must not hold the data module); raises :class:`DataError` for a bad row.
         prompt_of: The prompt of a raw row, for grouped ``val_size`` splits.
+        extra: See :class:`~lit_align.data.encoding.EncodedRows`.
 
     """
     hp = datamodule.hparams
@@ -129,7 +102,22 @@ def load_rows(
     bound = partial(collate, pad_token_id=datamodule.tokenizer.pad_token_id)
     datamodule.splits = SplitLoaders(bound, hp.batch_size, hp.eval_batch_size, hp.num_workers)
     datamodule.rows = datamodule.splits.rows
-    return tokenize_splits(datamodule.source, shape, encode, hp.on_bad_row, prompt_of)
+    options = AttributeDict(hp)
+    settings = {"encoder": f"{encode.__module__}.{encode.__qualname__}"} | {
+        k: v for k, v in options.items() if k not in LOADER_SETTINGS
+    }
+    with local_zero_first(datamodule.trainer), bars_on_terminals_only():
+        return tokenize_splits(
+            datamodule.source,
+            shape,
+            partial(encode, options, datamodule.tokenizer),
+            hp.on_bad_row,
+            prompt_of,
+            settings=settings,
+            tokenizer=datamodule.tokenizer,
+            num_proc=hp.get("num_proc"),
+            extra=extra,
+        )
 
 
 def make_loader(rows: list, batch_size: int, collate: Callable, *, shuffle: bool, num_workers: int) -> DataLoader:

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from lit_align.data.collate import collate_sft
 from lit_align.data.rows import OnBadRow, SplitLoaders, load_rows, train_loader
-from lit_align.data.sources import DataSource, Split
+from lit_align.data.sources import DataSource
 from lit_align.data.templates import tokenize_conversation, tokenize_prompt_completion
 from lit_align.data.validation import messages_field, text_field, text_or_messages
 from lit_align.domains import NonNegativeInt, PositiveInt, check_args
@@ -44,6 +44,7 @@ class SFTDataModule(LightningDataModule):
         text_field: str = "text",
         on_bad_row: OnBadRow = "error",
         num_workers: NonNegativeInt = 0,
+        num_proc: PositiveInt | None = None,
         trust_remote_code: bool = False,
         chat_template: str | None = None,
     ) -> None:
@@ -65,6 +66,8 @@ class SFTDataModule(LightningDataModule):
                 prompt).
             on_bad_row: ``error`` stops at the first bad row; ``skip`` drops bad rows and counts them.
             num_workers: DataLoader worker processes.
+            num_proc: Processes that tokenize the rows (``datasets.map``); None tokenizes in this process. The
+                tokens are cached by content either way, so a second run on the same data reads them.
             trust_remote_code: Allow tokenizer code from the hub; the CLI links it to the policy's setting.
             chat_template: Override the tokenizer's chat template: a name (``chatml``), a Jinja file or Jinja text.
 
@@ -83,7 +86,7 @@ class SFTDataModule(LightningDataModule):
         """Load the tokenizer and the rows, validate and tokenize them (once per process)."""
         if self.tokenizer is not None:
             return
-        for name, (rows, stats) in load_rows(self, collate_sft, Shape.SFT, self._encode, self._prompt_of).items():
+        for name, (rows, stats) in load_rows(self, collate_sft, Shape.SFT, encode_sft, self._prompt_of).items():
             self.rows[name], self.stats[name] = rows, stats
 
     def _prompt_of(self, row: dict[str, Any]) -> Any:
@@ -93,44 +96,6 @@ class SFTDataModule(LightningDataModule):
             roles = [m.get("role") if isinstance(m, dict) else None for m in messages]
             return messages[: roles.index("assistant")] if "assistant" in roles else messages
         return row.get(self.hparams.prompt_field, row)
-
-    def _encode(self, split: Split, row: dict[str, Any], index: int) -> dict[str, Any]:
-        hp = self.hparams
-        if row.get(hp.messages_field) is not None:
-            ids, trained, field = *self._conversation(row, split.origin, index), hp.messages_field
-        elif row.get(hp.prompt_field) is not None or row.get(hp.text_field) is None:
-            prompt = text_or_messages(row, hp.prompt_field, split.origin, index)
-            completion = text_or_messages(row, hp.completion_field, split.origin, index)
-            prompt_ids, completion_ids = tokenize_prompt_completion(self.tokenizer, prompt, completion)
-            ids, trained, field = (
-                prompt_ids + completion_ids,
-                [False] * len(prompt_ids) + [True] * len(completion_ids),
-                hp.prompt_field,
-            )
-        else:
-            text = text_field(row, hp.text_field, split.origin, index)
-            ids = self.tokenizer(text).input_ids + [self.tokenizer.eos_token_id]
-            trained, field = [True] * len(ids), hp.text_field
-        if not any(trained[: hp.max_length]):
-            raise DataError(
-                split.origin,
-                f"the prompt ({trained.index(True) if True in trained else len(ids)} tokens) leaves no room for the "
-                f"completion at max_length={hp.max_length}",
-                row=index + 1,
-                field=field,
-            )
-        keep = ids[: hp.max_length]
-        labels = [i if t or not hp.completion_only_loss else IGNORE_INDEX for i, t in zip(keep, trained, strict=False)]
-        return {"input_ids": keep, "labels": labels, "truncated": len(ids) > hp.max_length}
-
-    def _conversation(self, row: dict[str, Any], origin: str, index: int) -> tuple[list[int], list[bool]]:
-        hp = self.hparams
-        messages = messages_field(row, hp.messages_field, origin, index)
-        if messages[-1]["role"] != "assistant":
-            raise DataError(
-                origin, "the last message must come from the assistant", row=index + 1, field=hp.messages_field
-            )
-        return tokenize_conversation(self.tokenizer, messages, hp.assistant_turns)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches."""
@@ -143,3 +108,52 @@ class SFTDataModule(LightningDataModule):
     def test_dataloader(self) -> DataLoader | list:
         """Return test batches (none when the source has no test split)."""
         return self.splits.optional("test")
+
+
+def encode_sft(hp: Any, tokenizer: Any, origin: str, row: dict[str, Any], index: int) -> dict[str, Any]:
+    """One SFT row -> ``input_ids`` and ``labels`` (:data:`IGNORE_INDEX` on untrained tokens), cut at ``max_length``.
+
+    Args:
+        hp: The data module's hparams.
+        tokenizer: Its tokenizer (with the chat template applied).
+        origin: The split's name in messages.
+        row: The raw row.
+        index: Its position in the split (row ``index + 1`` in messages).
+
+    """
+    if row.get(hp.messages_field) is not None:
+        ids, trained = _conversation(hp, tokenizer, origin, row, index)
+        field = hp.messages_field
+    elif row.get(hp.prompt_field) is not None or row.get(hp.text_field) is None:
+        prompt = text_or_messages(row, hp.prompt_field, origin, index)
+        completion = text_or_messages(row, hp.completion_field, origin, index)
+        prompt_ids, completion_ids = tokenize_prompt_completion(tokenizer, prompt, completion)
+        ids, trained, field = (
+            prompt_ids + completion_ids,
+            [False] * len(prompt_ids) + [True] * len(completion_ids),
+            hp.prompt_field,
+        )
+    else:
+        text = text_field(row, hp.text_field, origin, index)
+        ids = tokenizer(text).input_ids + [tokenizer.eos_token_id]
+        trained, field = [True] * len(ids), hp.text_field
+    if not any(trained[: hp.max_length]):
+        raise DataError(
+            origin,
+            f"the prompt ({trained.index(True) if True in trained else len(ids)} tokens) leaves no room for the "
+            f"completion at max_length={hp.max_length}",
+            row=index + 1,
+            field=field,
+        )
+    keep = ids[: hp.max_length]
+    labels = [i if t or not hp.completion_only_loss else IGNORE_INDEX for i, t in zip(keep, trained, strict=False)]
+    return {"input_ids": keep, "labels": labels, "truncated": len(ids) > hp.max_length}
+
+
+def _conversation(
+    hp: Any, tokenizer: Any, origin: str, row: dict[str, Any], index: int
+) -> tuple[list[int], list[bool]]:
+    messages = messages_field(row, hp.messages_field, origin, index)
+    if messages[-1]["role"] != "assistant":
+        raise DataError(origin, "the last message must come from the assistant", row=index + 1, field=hp.messages_field)
+    return tokenize_conversation(tokenizer, messages, hp.assistant_turns)
