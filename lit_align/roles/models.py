@@ -32,7 +32,7 @@ from transformers import (
 
 from lit_align.domains import DropoutRate, PositiveInt, check_fields
 from lit_align.errors import ModelLoadError
-from lit_align.roles.paths import POLICY_KEY, first_line, resolve_model_path
+from lit_align.roles.paths import POLICY_KEY, adapter_base, first_line, record_base, resolve_model_path
 from lit_align.roles.tokenizer import load_tokenizer
 
 Head = Literal["causal_lm", "reward"]
@@ -128,11 +128,18 @@ def _load_model(
         # 4-bit weights are quantised where they are loaded, so load them on the device they will run on.
         kwargs["device_map"] = {"": device or torch.device("cpu")}
     path = resolve_model_path(spec.name_or_path)
+    base = adapter_base(path)  # an adapter folder: load the base it records (resolved as any name), then the adapter
     try:
         if head == "reward":
             # One scalar per sequence, read at its last token; the new head starts random.
-            return AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
-        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                resolve_model_path(base) if base else path, num_labels=1, **kwargs
+            )
+        else:
+            model = AutoModelForCausalLM.from_pretrained(resolve_model_path(base) if base else path, **kwargs)
+        if base:
+            model.load_adapter(path)
+        return model
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"{POLICY_KEY}: cannot load model '{spec.name_or_path}': {first_line(error)}") from error
 
@@ -252,6 +259,8 @@ def save_hf(
 
     A LoRA policy is saved as the adapter alone, or merged into its base when ``merge_adapter`` is True. A QLoRA
     adapter is merged into a freshly loaded full-precision base (merging into 4-bit weights would lose precision).
+    An adapter alone names its base as :func:`~lit_align.roles.paths.base_reference` says (a hub id, an absolute
+    folder, or an embedded model's name), not as the folder it was loaded from.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -265,6 +274,8 @@ def save_hf(
         merged.merge_and_unload().save_pretrained(out)
     else:
         policy.save_pretrained(out)
+        if isinstance(policy, PeftModel):
+            record_base(out, spec.name_or_path)
     tokenizer.save_pretrained(out)
     return out
 

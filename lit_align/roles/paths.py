@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -43,6 +44,46 @@ def resolve_model_path(name_or_path: str, key: str = POLICY_KEY) -> str:
             "offline (HF_HUB_OFFLINE=1); download it first or give a local path"
         )
     return name_or_path
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def adapter_base(folder: str) -> str | None:
+    """The base model an adapter folder records (``base_model_name_or_path``), or None for a full model folder."""
+    config = Path(folder) / ADAPTER_CONFIG
+    if not config.is_file():
+        return None
+    return json.loads(config.read_text()).get("base_model_name_or_path")
+
+
+def base_reference(name_or_path: str) -> str:
+    """How an exported adapter names its base so that a user can resolve it later, on any install.
+
+    An embedded model keeps its name (``lit-align/tiny-sft``: lit-align's loaders and
+    :func:`~lit_align.embedded.embedded_model_path` resolve it; its folder inside the install moves with every
+    environment), a local folder becomes an absolute path, a hub id stays a hub id. An adapter folder used as the
+    base names the base it records.
+    """
+    if name_or_path in EMBEDDED_NAMES:
+        return name_or_path
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        recorded = adapter_base(str(path))
+        return base_reference(recorded) if recorded else str(path.resolve())
+    return name_or_path
+
+
+def record_base(adapter_folder: Path, name_or_path: str) -> None:
+    """Write :func:`base_reference` of ``name_or_path`` into a saved adapter's config and model card."""
+    config_path = adapter_folder / ADAPTER_CONFIG
+    config = json.loads(config_path.read_text())
+    written, reference = config.get("base_model_name_or_path"), base_reference(name_or_path)
+    config["base_model_name_or_path"] = reference
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    card = adapter_folder / "README.md"
+    if written and card.is_file():
+        card.write_text(card.read_text().replace(str(written), reference))
 
 
 def _offline() -> bool:

@@ -1,10 +1,12 @@
+import json
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 from lit_align.embedded import embedded_model_path
 from lit_align.errors import ModelLoadError
-from lit_align.roles.models import ModelSpec, load_policy, save_hf
+from lit_align.roles.models import ModelSpec, load_frozen, load_policy, save_hf
 from lit_align.roles.paths import resolve_model_path
 
 BASE = "lit-align/tiny-sft"
@@ -47,6 +49,26 @@ def test_save_hf_round_trips_lora_policy(tmp_path, tiny_tokenizer, merge):
     out = save_hf(policy, tiny_tokenizer, tmp_path / "hf", spec=spec, merge_adapter=merge)
     assert (out / ("model.safetensors" if merge else "adapter_model.safetensors")).exists()
     assert (out / "tokenizer.json").exists()
+    if merge:
+        reloaded = AutoModelForCausalLM.from_pretrained(out).eval()
+    else:  # the adapter names its embedded base by name, not by its folder inside this install
+        assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == BASE
+        assert str(embedded_model_path(BASE)) not in (out / "README.md").read_text()
+        reloaded = load_frozen(ModelSpec(name_or_path=str(out)))
+    batch = _batch()
+    assert torch.allclose(reloaded(**batch).logits, policy(**batch).logits, atol=1e-5)
+
+
+def test_an_adapter_of_a_local_folder_records_its_absolute_path(tmp_path, tiny_tokenizer, monkeypatch):
+    folder = tmp_path / "my-base"
+    AutoModelForCausalLM.from_pretrained(embedded_model_path(BASE)).save_pretrained(folder)
+    monkeypatch.chdir(tmp_path)
+    spec = ModelSpec(name_or_path="my-base", finetune="lora", lora_r=4, lora_dropout=0.0)  # relative, as typed
+    policy = load_policy(spec)
+    _train_steps(policy)
+    out = save_hf(policy.eval(), tiny_tokenizer, tmp_path / "adapter", spec=spec, merge_adapter=False)
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(folder)
+    monkeypatch.chdir(out)  # elsewhere, plain transformers finds the base
     reloaded = AutoModelForCausalLM.from_pretrained(out).eval()
     batch = _batch()
     assert torch.allclose(reloaded(**batch).logits, policy(**batch).logits, atol=1e-5)
