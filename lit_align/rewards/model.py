@@ -7,6 +7,7 @@ from transformers import AutoModelForSequenceClassification
 
 from lit_align.data.templates import tokenize_prompt_completion
 from lit_align.data.validation import Messages
+from lit_align.roles.models import load_pretrained
 from lit_align.roles.paths import resolve_model_path
 from lit_align.roles.tokenizer import load_tokenizer
 
@@ -26,8 +27,10 @@ class RewardModelScorer:
         """See the class docstring."""
         self.tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code, key="reward model path")
         self.model = (
-            AutoModelForSequenceClassification.from_pretrained(
-                resolve_model_path(path, "reward model path"), trust_remote_code=trust_remote_code
+            load_pretrained(
+                AutoModelForSequenceClassification,
+                resolve_model_path(path, "reward model path"),
+                trust_remote_code=trust_remote_code,
             )
             .to(device)
             .eval()

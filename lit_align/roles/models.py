@@ -11,7 +11,7 @@ import copy
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from peft import (
@@ -32,7 +32,15 @@ from transformers import (
 
 from lit_align.domains import DropoutRate, PositiveInt, check_fields
 from lit_align.errors import ModelLoadError
-from lit_align.roles.paths import POLICY_KEY, adapter_base, first_line, record_base, resolve_model_path
+from lit_align.roles.paths import (
+    GGUF_SUFFIX,
+    POLICY_KEY,
+    adapter_base,
+    first_line,
+    hf_location,
+    record_base,
+    resolve_model_path,
+)
 from lit_align.roles.tokenizer import load_tokenizer
 
 Head = Literal["causal_lm", "reward"]
@@ -107,6 +115,29 @@ def _torch_dtype(name: str) -> torch.dtype | str:
     return getattr(torch, name)
 
 
+def load_pretrained(auto_class: type, path: str, **kwargs: Any) -> PreTrainedModel:
+    """``auto_class.from_pretrained`` of a resolved path; a ``.gguf`` file comes back as an ordinary model.
+
+    transformers loads a GGUF file (``gguf_file=``) de-quantized but keeps it marked as quantized, so
+    ``save_pretrained`` refuses it; the weights are moved into a model built from the same config without that
+    entry, so a GGUF model trains, checkpoints and exports like any other.
+    """
+    location, gguf = hf_location(path)
+    model = auto_class.from_pretrained(location, **gguf, **kwargs)
+    return _plain(model) if gguf else model
+
+
+def _plain(model: PreTrainedModel) -> PreTrainedModel:
+    config = copy.deepcopy(model.config)
+    config.__dict__.pop("quantization_config", None)
+    with torch.device("meta"):
+        plain = type(model)(config)
+    plain.load_state_dict(model.state_dict(), assign=True)
+    plain.tie_weights()
+    plain.generation_config = model.generation_config
+    return plain.eval()
+
+
 def _load_model(
     spec: ModelSpec, *, quantize: bool, device: torch.device | None = None, head: Head = "causal_lm"
 ) -> PreTrainedModel:
@@ -128,15 +159,20 @@ def _load_model(
         # 4-bit weights are quantised where they are loaded, so load them on the device they will run on.
         kwargs["device_map"] = {"": device or torch.device("cpu")}
     path = resolve_model_path(spec.name_or_path)
+    if quantize and path.endswith(GGUF_SUFFIX):
+        raise ModelLoadError(
+            f"{POLICY_KEY}: finetune: qlora cannot quantize a .gguf file as it loads; save it as a Hugging Face "
+            "folder first (lit-align export, or save_pretrained of the loaded model) and give that folder"
+        )
     base = adapter_base(path)  # an adapter folder: load the base it records (resolved as any name), then the adapter
     try:
         if head == "reward":
             # One scalar per sequence, read at its last token; the new head starts random.
-            model = AutoModelForSequenceClassification.from_pretrained(
-                resolve_model_path(base) if base else path, num_labels=1, **kwargs
+            model = load_pretrained(
+                AutoModelForSequenceClassification, resolve_model_path(base) if base else path, num_labels=1, **kwargs
             )
         else:
-            model = AutoModelForCausalLM.from_pretrained(resolve_model_path(base) if base else path, **kwargs)
+            model = load_pretrained(AutoModelForCausalLM, resolve_model_path(base) if base else path, **kwargs)
         if base:
             model.load_adapter(path)
         return model

@@ -10,6 +10,7 @@ from lit_align.embedded import EMBEDDED_NAMES, embedded_model_path
 from lit_align.errors import ModelLoadError
 
 POLICY_KEY = "model.init_args.policy.name_or_path"
+GGUF_SUFFIX = ".gguf"
 
 
 def _looks_local(name_or_path: str) -> bool:
@@ -25,15 +26,20 @@ def _looks_local(name_or_path: str) -> bool:
 def resolve_model_path(name_or_path: str, key: str = POLICY_KEY) -> str:
     """Map an embedded name to its folder and check that a local path exists; pass hub ids through.
 
+    A local ``.gguf`` file is accepted as it is (see :func:`hf_location`).
+
     Raises:
-        ModelLoadError: A local-looking path that does not exist, or a file where a folder is needed.
+        ModelLoadError: A local-looking path that does not exist, or a file (other than ``.gguf``) where a folder
+            is needed.
 
     """
     if name_or_path in EMBEDDED_NAMES:
         return str(embedded_model_path(name_or_path))
     path = Path(name_or_path).expanduser()
     if path.is_file():
-        raise ModelLoadError(f"{key}: '{name_or_path}' is a file; a model path must be a folder")
+        if path.suffix == GGUF_SUFFIX:
+            return str(path)
+        raise ModelLoadError(f"{key}: '{name_or_path}' is a file; a model path must be a folder (or a .gguf file)")
     if path.is_dir():
         return str(path)
     if _looks_local(name_or_path):
@@ -44,6 +50,14 @@ def resolve_model_path(name_or_path: str, key: str = POLICY_KEY) -> str:
             "offline (HF_HUB_OFFLINE=1); download it first or give a local path"
         )
     return name_or_path
+
+
+def hf_location(path: str) -> tuple[str, dict[str, str]]:
+    """Where transformers loads a resolved path from: a ``.gguf`` file is its folder plus ``gguf_file=``."""
+    if path.endswith(GGUF_SUFFIX):
+        file = Path(path)
+        return str(file.parent), {"gguf_file": file.name}
+    return path, {}
 
 
 ADAPTER_CONFIG = "adapter_config.json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from lit_align.errors import ModelLoadError
-from lit_align.roles.paths import POLICY_KEY, first_line, resolve_model_path
+from lit_align.roles.paths import POLICY_KEY, first_line, hf_location, resolve_model_path
 
 
 def load_tokenizer(
@@ -17,9 +17,9 @@ def load_tokenizer(
         ModelLoadError: The path is missing or transformers cannot load it.
 
     """
-    path = resolve_model_path(name_or_path, key)
+    location, gguf = hf_location(resolve_model_path(name_or_path, key))  # a .gguf file holds its tokenizer
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code, **gguf)
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"{key}: cannot load tokenizer '{name_or_path}': {first_line(error)}") from error
     if tokenizer.pad_token is None:
