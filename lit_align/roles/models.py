@@ -133,6 +133,11 @@ def _plain(model: PreTrainedModel) -> PreTrainedModel:
     with torch.device("meta"):
         plain = type(model)(config)
     plain.load_state_dict(model.state_dict(), assign=True)
+    buffers = dict(model.named_buffers())  # non-persistent ones (rotary frequencies) are not in the state dict
+    for name, buffer in list(plain.named_buffers()):
+        if buffer.is_meta:
+            owner, _, attr = name.rpartition(".")
+            plain.get_submodule(owner)._buffers[attr] = buffers[name]
     plain.tie_weights()
     plain.generation_config = model.generation_config
     return plain.eval()

@@ -94,3 +94,16 @@ def test_dtype_attention_and_gradient_checkpointing_options_apply():
     assert policy.config._attn_implementation == "eager"
     assert policy.is_gradient_checkpointing and policy.training
     assert torch.isfinite(_train_steps(policy, steps=1))
+
+
+def test_a_gguf_file_is_a_model_path_and_other_files_are_not(tmp_path):
+    from lit_align.roles.paths import hf_location
+
+    gguf, other = tmp_path / "m.Q4_1.gguf", tmp_path / "weights.bin"
+    gguf.write_bytes(b"GGUF"), other.write_bytes(b"x")
+    assert hf_location(resolve_model_path(str(gguf))) == (str(tmp_path), {"gguf_file": "m.Q4_1.gguf"})
+    assert hf_location(resolve_model_path(BASE)) == (str(embedded_model_path(BASE)), {})
+    with pytest.raises(ModelLoadError, match=r"'.*weights.bin' is a file; a model path must be a folder \(or a .gguf"):
+        resolve_model_path(str(other))
+    with pytest.raises(ModelLoadError, match=r"finetune: qlora cannot quantize a .gguf file as it loads"):
+        load_policy(ModelSpec(name_or_path=str(gguf), finetune="qlora"))

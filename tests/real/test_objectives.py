@@ -1,0 +1,128 @@
+"""Every shipped recipe trains a few steps on SmolLM2-135M-Instruct, with LoRA and with full fine-tuning.
+
+The recipes run as a user would run them on their own small chat file: the recipe, the real model, a file, and
+the sizes cut down so that each run takes seconds (batch of 2, 2 completions per prompt, 8 new tokens, 2 steps).
+"""
+
+import json
+import shutil
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from lit_align.commands.export import load_module
+from lit_align.embedded import SMOLLM2
+from lit_align.rollout import SamplingConfig, generate, stop_token_ids
+from tests.helpers import REPO, run_in_process, write_jsonl
+
+RECIPES = sorted(p.stem for p in (REPO / "recipes").glob("*.yaml"))
+ONLINE = ("grpo", "online_dpo", "ppo")
+LENGTH_REWARD = '[{"function": "lit_align.rewards.length_penalty", "kwargs": {"max_chars": 1}}]'
+QUESTIONS = [(f"What is {i} + {i + 3}?", str(2 * i + 3)) for i in range(8)]
+
+
+def _user(text):
+    return [{"role": "user", "content": text}]
+
+
+def _assistant(text):
+    return [{"role": "assistant", "content": text}]
+
+
+def _chat_rows(recipe: str) -> list[dict]:
+    """Eight conversational rows of the shape the recipe's data module reads."""
+    if recipe == "sft":
+        return [
+            {"messages": _user(q) + _assistant(f"It is {a}.") + _user("Sure?") + _assistant("Yes.")}
+            for q, a in QUESTIONS
+        ]
+    if recipe == "kto":
+        return [
+            {"prompt": _user(q), "completion": _assistant(a if i % 2 else str(int(a) + 1)), "label": i % 2 == 1}
+            for i, (q, a) in enumerate(QUESTIONS)
+        ]
+    if recipe in ONLINE:
+        return [{"prompt": _user(q), "answer": a} for q, a in QUESTIONS]
+    return [
+        {"prompt": _user(q), "chosen": _assistant(a), "rejected": _assistant(str(int(a) + 1))} for q, a in QUESTIONS
+    ]
+
+
+def _small(recipe: str) -> list[str]:
+    """Overrides that shrink a recipe's run to seconds on the 2-core CPU."""
+    args = ["--data.init_args.batch_size", "2", "--data.init_args.eval_batch_size", "2"]
+    if recipe in ONLINE:
+        args += [
+            "--data.init_args.max_prompt_length", "96",
+            "--model.init_args.completions_per_prompt", "2",
+            "--model.init_args.sampling.max_new_tokens", "8",
+        ]  # fmt: skip
+        # A signal on any answer (two samples of 8 tokens differ in length), so the first steps have something to
+        # learn; the recipes' arithmetic rewards are 0 for both samples at 8 tokens. PPO's reward model comes from
+        # recipes/rm.yaml, and its minibatch is 128 completions.
+        args += ["--model.init_args.rewards", LENGTH_REWARD]
+        if recipe == "ppo":
+            args += ["--model.init_args.mini_batch_size", "4"]
+    else:
+        args += ["--data.init_args.max_length", "96"]
+    return args
+
+
+def _fit(recipe: str, finetune: str, tmp_path, *extra: str):
+    path = write_jsonl(tmp_path / "chat.jsonl", _chat_rows(recipe))
+    run_dir = tmp_path / "run"
+    run = run_in_process(
+        "fit", "--config", str(REPO / "recipes" / f"{recipe}.yaml"),
+        "--model.init_args.policy.name_or_path", SMOLLM2, "--model.init_args.policy.finetune", finetune,
+        "--data.init_args.source.path", str(path), "--data.init_args.source.val_size", "2",
+        "--trainer.max_steps", "2", "--trainer.log_every_n_steps", "1", "--trainer.val_check_interval", "2",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(run_dir), *_small(recipe), *extra,
+    )  # fmt: skip
+    assert run.code == 0, run.stderr[-3000:]
+    return run_dir
+
+
+def _trained(run_dir) -> list[dict]:
+    lines = (run_dir / "logs/version_0/metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    return [dict(zip(header, line.split(","), strict=False)) for line in lines[1:]]
+
+
+@pytest.mark.parametrize("finetune", ["lora", "full"])
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_trains_on_smollm2(recipe, finetune, tmp_path, smollm2):
+    run_dir = _fit(recipe, finetune, tmp_path, "--trainer.enable_checkpointing", "false")
+    rows = _trained(run_dir)
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    assert losses and all(torch.isfinite(torch.tensor(losses))), rows
+    assert any(r.get("train/grad_norm") not in (None, "", "0.0") for r in rows), rows  # weights got gradients
+    assert any(key.startswith("val/") and value for r in rows for key, value in r.items()), rows  # it validated
+    exported = run_dir / "hf_model"
+    if finetune == "lora":
+        config = json.loads((exported / "config.json").read_text())  # merged into the base by default
+        assert "quantization_config" not in config
+    shutil.rmtree(run_dir)  # a full fine-tuning export is 540 MB
+
+
+def test_the_exported_model_reproduces_the_modules_greedy_tokens(tmp_path, smollm2):
+    run_dir = _fit("sft", "full", tmp_path)
+    config, ckpt = run_dir / "logs/version_0/config.yaml", run_dir / "checkpoints/last.ckpt"
+    module = load_module(str(config), str(ckpt)).eval()
+    exported = AutoModelForCausalLM.from_pretrained(run_dir / "hf_model").eval()
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "hf_model")
+    prompt = tokenizer.apply_chat_template(_user("What is 4 + 7?"), tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+    batch = {"input_ids": ids.input_ids, "attention_mask": ids.attention_mask}
+    greedy = SamplingConfig(temperature=0.0, max_new_tokens=24)
+    outs = [
+        generate(model, batch, greedy, pad_token_id=tokenizer.pad_token_id, stop_ids=stop_token_ids(model, tokenizer))
+        for model in (module.policy, exported)
+    ]
+    assert torch.equal(outs[0].completion_ids, outs[1].completion_ids)
+    base = AutoModelForCausalLM.from_pretrained(smollm2).eval()
+    with torch.no_grad():
+        trained = module.policy(**batch).logits
+        assert torch.allclose(trained, exported(**batch).logits, atol=1e-4)
+        assert not torch.allclose(trained, base(**batch).logits, atol=1e-3)  # two steps did move the weights
