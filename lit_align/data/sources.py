@@ -1,4 +1,4 @@
-"""Where rows come from: the embedded arithmetic task or any ``datasets.load_dataset`` specification.
+"""Where rows come from: an embedded task (generated) or any ``datasets.load_dataset`` specification.
 
 Every data module takes a :class:`DataSource` and calls :func:`load_splits`; the rows it gets back are plain dicts
 that the module validates field by field (see ``validation.py``).
@@ -19,9 +19,11 @@ import torch
 
 from lit_align.domains import NonNegativeFloat, PositiveInt, check_fields
 from lit_align.errors import DataError
-from lit_align.tasks import arithmetic
+from lit_align.tasks import arithmetic, word_problems
 
 EMBEDDED_TASK = "lit-align/arithmetic"
+EMBEDDED_TASKS = {EMBEDDED_TASK: arithmetic.make_rows, "lit-align/word-problems": word_problems.make_rows}
+"""Generated tasks by name: ``make_rows(shape, split, num_rows, seed)`` (see :mod:`lit_align.tasks`)."""
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 BAD_ROW = "_lit_align_bad_row"
 """Column that marks a JSON line that could not be read (its reason); the data modules skip or report the row."""
@@ -32,7 +34,8 @@ class DataSource:
     """A dataset and the splits to train and validate on.
 
     Args:
-        path: ``lit-align/arithmetic`` (the embedded task), a local ``.jsonl``/``.json``/``.parquet``/``.csv`` file
+        path: ``lit-align/arithmetic`` (the embedded task), ``lit-align/word-problems`` (word problems for real
+            models, checked by their final number), a local ``.jsonl``/``.json``/``.parquet``/``.csv`` file
             or folder, a builder name (``json``, ``parquet``, ``csv``) used with ``data_files``, or a hub dataset id.
         name: Dataset configuration name (hub datasets with several configurations).
         data_files: Files for a builder name: one path, a list, or a ``{split: paths}`` mapping.
@@ -244,13 +247,14 @@ def load_splits(
         DataError: A missing, empty or unreadable file or dataset.
 
     """
-    if source.path == EMBEDDED_TASK:
-        train_rows = arithmetic.make_rows(shape, source.split, source.num_rows or 20_000, seed=source.seed)
-        train = Split(datasets.Dataset.from_list(train_rows), f"{EMBEDDED_TASK}[{source.split}]")
+    if source.path in EMBEDDED_TASKS:
+        make_rows = EMBEDDED_TASKS[source.path]
+        train_rows = make_rows(shape, source.split, source.num_rows or 20_000, seed=source.seed)
+        train = Split(datasets.Dataset.from_list(train_rows), f"{source.path}[{source.split}]")
         if source.val_split is None:
             return train, None
-        val_rows = arithmetic.make_rows(shape, source.val_split, source.num_val_rows or 500, seed=source.seed)
-        return train, Split(datasets.Dataset.from_list(val_rows), f"{EMBEDDED_TASK}[{source.val_split}]")
+        val_rows = make_rows(shape, source.val_split, source.num_val_rows or 500, seed=source.seed)
+        return train, Split(datasets.Dataset.from_list(val_rows), f"{source.path}[{source.val_split}]")
 
     train = Split(_load_split(source, source.split), source.describe(source.split))
     val = None
@@ -288,9 +292,9 @@ def load_test_split(source: DataSource, shape: arithmetic.Shape) -> Split | None
     """Load the source's test split, or None when it has none (a single file has only its training rows)."""
     if source.test_split is None:
         return None
-    if source.path == EMBEDDED_TASK:
-        rows = arithmetic.make_rows(shape, source.test_split, source.num_val_rows or 500, seed=source.seed)
-        return Split(datasets.Dataset.from_list(rows), f"{EMBEDDED_TASK}[{source.test_split}]")
+    if source.path in EMBEDDED_TASKS:
+        rows = EMBEDDED_TASKS[source.path](shape, source.test_split, source.num_val_rows or 500, seed=source.seed)
+        return Split(datasets.Dataset.from_list(rows), f"{source.path}[{source.test_split}]")
     if Path(source.path).suffix in FILE_BUILDERS:
         return None
     test = _optional_split(source, source.test_split)
