@@ -48,4 +48,6 @@ def test_evaluate_match_final_reads_the_last_number(monkeypatch, tiny_tokenizer)
     accuracy, _ = exact_match(Model(), tiny_tokenizer, prompts, answers, match="final")
     assert accuracy == 1.0
     completions = iter([["7 + 5 = 12. The answer is 12.", "It is 12."]])
-    assert exact_match(Model(), tiny_tokenizer, prompts, answers, match="leading")[0] == 0.0  # they start with 7 and a word
+    assert (
+        exact_match(Model(), tiny_tokenizer, prompts, answers, match="leading")[0] == 0.0
+    )  # they start with 7 and a word
