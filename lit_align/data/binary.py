@@ -126,13 +126,7 @@ class BinaryDataModule(LightningDataModule):
 def encode_binary(hp: Any, tokenizer: Any, origin: str, row: dict[str, Any], index: int) -> dict[str, Any]:
     """One binary-feedback row -> ``{"items": [prompt_ids, completion_ids, label]}`` fitted to the length limits.
 
-    Args:
-        hp: The data module's hparams.
-        tokenizer: Its tokenizer (with the chat template applied).
-        origin: The split's name in messages.
-        row: The raw row.
-        index: Its position in the split (row ``index + 1`` in messages).
-
+    An encoder as :func:`~lit_align.data.rows.load_rows` takes it: ``(hparams, tokenizer, origin, row, index)``.
     """
     label = bool_field(row, hp.label_field, origin, index)
     prompt = text_or_messages(row, hp.prompt_field, origin, index)

@@ -177,13 +177,7 @@ class PairwiseDataModule(LightningDataModule):
 def encode_pair(hp: Any, tokenizer: Any, origin: str, row: dict[str, Any], index: int) -> dict[str, Any]:
     """One preference row -> ``prompt_ids``, ``chosen_ids``, ``rejected_ids`` fitted to the length limits.
 
-    Args:
-        hp: The data module's hparams.
-        tokenizer: Its tokenizer (with the chat template applied).
-        origin: The split's name in messages.
-        row: The raw row.
-        index: Its position in the split (row ``index + 1`` in messages).
-
+    An encoder as :func:`~lit_align.data.rows.load_rows` takes it: ``(hparams, tokenizer, origin, row, index)``.
     """
     fields = (hp.prompt_field, hp.chosen_field, hp.rejected_field)
     prompt, chosen, rejected = pair_texts(row, fields, origin, index)

@@ -90,8 +90,10 @@ def load_rows(
             ``batch_size``, ``eval_batch_size``, ``num_workers``, ``num_proc``, ``on_bad_row``) and a ``source``.
         collate: Batch builder; called with ``pad_token_id`` bound.
         shape: Which rows the embedded task emits.
-        encode: A module-level function ``encode(hparams, tokenizer, origin, row, index)`` (it is sent to
-            ``datasets.map`` workers, so it must not hold the data module); raises :class:`DataError` for a bad row.
+        encode: A module-level function ``encode(hparams, tokenizer, origin, row, index)``: the data module's
+            hparams, its tokenizer (chat template applied), the split's name in messages, the raw row and its
+            position (row ``index + 1`` in messages). It is sent to ``datasets.map`` workers, so it must not hold
+            the data module; it raises :class:`DataError` for a bad row.
         prompt_of: The prompt of a raw row, for grouped ``val_size`` splits.
         extra: See :class:`~lit_align.data.encoding.EncodedRows`.
 

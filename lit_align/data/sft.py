@@ -113,13 +113,7 @@ class SFTDataModule(LightningDataModule):
 def encode_sft(hp: Any, tokenizer: Any, origin: str, row: dict[str, Any], index: int) -> dict[str, Any]:
     """One SFT row -> ``input_ids`` and ``labels`` (:data:`IGNORE_INDEX` on untrained tokens), cut at ``max_length``.
 
-    Args:
-        hp: The data module's hparams.
-        tokenizer: Its tokenizer (with the chat template applied).
-        origin: The split's name in messages.
-        row: The raw row.
-        index: Its position in the split (row ``index + 1`` in messages).
-
+    An encoder as :func:`~lit_align.data.rows.load_rows` takes it: ``(hparams, tokenizer, origin, row, index)``.
     """
     if row.get(hp.messages_field) is not None:
         ids, trained = _conversation(hp, tokenizer, origin, row, index)
