@@ -69,8 +69,9 @@ class ModelSpec:
     """What to load for a model role and how it trains.
 
     Args:
-        name_or_path: Hugging Face hub id, local folder, or an embedded model (``lit-align/tiny-base``,
-            ``lit-align/tiny-sft``).
+        name_or_path: Hugging Face hub id, local folder, local ``.gguf`` file (de-quantized as it loads), or an
+            embedded model (``lit-align/tiny-base``, ``lit-align/tiny-sft``, ``lit-align/smollm2-135m-instruct``
+            with the ``real`` extra).
         finetune: ``full`` trains every weight; ``lora`` trains LoRA adapters; ``qlora`` trains LoRA adapters on a
             4-bit nf4 base (bitsandbytes).
         dtype: Weight dtype: ``auto`` (as stored), ``float32``, ``bfloat16`` or ``float16``.
