@@ -18,7 +18,7 @@ import datasets
 import torch
 
 from lit_align.domains import NonNegativeFloat, PositiveInt, check_fields
-from lit_align.errors import DataError
+from lit_align.errors import ConfigError, DataError
 from lit_align.tasks import arithmetic, word_problems
 
 EMBEDDED_TASK = "lit-align/arithmetic"
@@ -248,6 +248,7 @@ def load_splits(
 
     """
     if source.path in EMBEDDED_TASKS:
+        _check_embedded_splits(source)
         make_rows = EMBEDDED_TASKS[source.path]
         train_rows = make_rows(shape, source.split, source.num_rows or 20_000, seed=source.seed)
         train = Split(datasets.Dataset.from_list(train_rows), f"{source.path}[{source.split}]")
@@ -278,6 +279,18 @@ def load_splits(
     return train, val
 
 
+EMBEDDED_SPLITS = ("train", "validation", "test")
+
+
+def _check_embedded_splits(source: DataSource) -> None:
+    """An embedded task has only its three splits: another name is a config mistake, named by its key."""
+    for key in ("split", "val_split", "test_split"):
+        name = getattr(source, key)
+        if name is not None and name not in EMBEDDED_SPLITS:
+            splits = ", ".join(EMBEDDED_SPLITS)
+            raise ConfigError(f"data.init_args.source.{key}", f"{source.path} has the splits {splits}, not '{name}'")
+
+
 def _optional_split(source: DataSource, split: str) -> Split | None:
     try:
         return Split(_load_split(source, split), source.describe(split))
@@ -293,6 +306,7 @@ def load_test_split(source: DataSource, shape: arithmetic.Shape) -> Split | None
     if source.test_split is None:
         return None
     if source.path in EMBEDDED_TASKS:
+        _check_embedded_splits(source)
         rows = EMBEDDED_TASKS[source.path](shape, source.test_split, source.num_val_rows or 500, seed=source.seed)
         return Split(datasets.Dataset.from_list(rows), f"{source.path}[{source.test_split}]")
     if Path(source.path).suffix in FILE_BUILDERS:

@@ -96,3 +96,11 @@ def test_val_size_that_leaves_no_training_row_is_refused(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "same", "completion": f"a{j}"} for j in range(4)])
     with pytest.raises(DataError, match="val_size=0.5 leaves 0 training and 4 validation rows"):
         load_splits(DataSource(path=str(path), val_size=0.5), Shape.SFT, lambda row: row["prompt"])
+
+
+@pytest.mark.parametrize("task", ["lit-align/arithmetic", "lit-align/word-problems"])
+def test_an_embedded_task_refuses_a_split_it_does_not_have(task):
+    from lit_align.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^data.init_args.source.val_split: .* has the splits train, validation"):
+        load_splits(DataSource(path=task, val_split="dev", num_rows=4), Shape.PROMPT)
