@@ -6,6 +6,10 @@ one subprocess per mode so each peak is its own:
 
     python benchmarks/dpo_throughput.py                       # all modes, default size
     python benchmarks/dpo_throughput.py --hidden 512 --layers 8 --seq-len 256 --steps 8
+    python benchmarks/dpo_throughput.py --model lit-align/smollm2-135m-instruct   # a real model on word problems
+
+``--model`` takes any model path instead (its own tokenizer) with pairs of ``--data`` (default: the embedded word
+problems, whose pairs are ~90 tokens long in SmolLM2's chat template).
 
 Printed per mode: pairs/s, tokens/s (non-padding tokens of chosen + rejected, policy forward and backward),
 and the process's peak resident memory (ru_maxrss, includes Python and torch, about 0.5 GB on its own).
@@ -88,7 +92,8 @@ def run_mode(model: str, data: str, mode: dict, batch: int, steps: int) -> dict:
         reference=mode["reference"],
         optimizer=lambda p: torch.optim.AdamW(p, lr=1e-5),
     )
-    dm = PairwiseDataModule(tokenizer=model, source=DataSource(path=data), batch_size=batch, max_length=10_000)
+    source = DataSource(path=data, num_rows=batch * (steps + 1), num_val_rows=1)
+    dm = PairwiseDataModule(tokenizer=model, source=source, batch_size=batch, max_length=10_000)
     timer = Timer()
     trainer = Trainer(
         max_steps=steps,
@@ -118,6 +123,8 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=256, help="tokens of prompt + completion")
     parser.add_argument("--batch", type=int, default=4, help="pairs per step")
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--model", help="a model path or name instead of the random Llama")
+    parser.add_argument("--data", default="lit-align/word-problems", help="pairs for --model")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -127,15 +134,21 @@ def main() -> None:
     import torch
 
     with tempfile.TemporaryDirectory() as tmp:
-        n_params = _write_model(Path(tmp) / "model", args.hidden, args.layers, args.seq_len)
-        _write_pairs(Path(tmp) / "pairs.jsonl", args.batch * (args.steps + 1), args.seq_len)
-        print(
-            f"DPO, Llama {n_params / 1e6:.1f}M parameters (hidden {args.hidden}, {args.layers} layers), "
-            f"sequence {args.seq_len} tokens, {args.batch} pairs/step, {torch.get_num_threads()} CPU threads, "
-            f"torch {torch.__version__}"
-        )
+        if args.model:
+            model, data = args.model, args.data
+            print(f"DPO, {model} on {data}, {args.batch} pairs/step, {torch.get_num_threads()} CPU threads, torch "
+                  f"{torch.__version__}")  # fmt: skip
+        else:
+            model, data = str(Path(tmp) / "model"), str(Path(tmp) / "pairs.jsonl")
+            n_params = _write_model(Path(model), args.hidden, args.layers, args.seq_len)
+            _write_pairs(Path(data), args.batch * (args.steps + 1), args.seq_len)
+            print(
+                f"DPO, Llama {n_params / 1e6:.1f}M parameters (hidden {args.hidden}, {args.layers} layers), "
+                f"sequence {args.seq_len} tokens, {args.batch} pairs/step, {torch.get_num_threads()} CPU threads, "
+                f"torch {torch.__version__}"
+            )
         for name in MODES:
-            child = json.dumps([str(Path(tmp) / "model"), str(Path(tmp) / "pairs.jsonl"), name])
+            child = json.dumps([model, data, name])
             cmd = [sys.executable, __file__, "--child", child, "--batch", str(args.batch), "--steps", str(args.steps)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             r = json.loads(out)

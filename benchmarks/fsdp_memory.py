@@ -8,6 +8,10 @@ peak resident memory (ru_maxrss, includes Python and torch, about 0.5 GB on its 
 
     python benchmarks/fsdp_memory.py
     python benchmarks/fsdp_memory.py --hidden 512 --layers 8
+    python benchmarks/fsdp_memory.py --model lit-align/smollm2-135m-instruct   # a real model on word-problem pairs
+
+Two processes run with ``ram_efficient_loading`` (only rank 0 reads the weights; the default) and, for full
+fine-tuning, without it (every process loads whole models before sharding), so the load's share of the peak shows.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def _local_bytes(tensors) -> int:  # noqa: ANN001 (iterable of tensors or DTenso
     return total
 
 
-def run_child(model: str, data: str, finetune: str, steps: int) -> None:
+def run_child(model: str, data: str, finetune: str, steps: int, ram_efficient: bool) -> None:
     import torch
     import torch.distributed as dist
     from lightning import Trainer
@@ -51,9 +55,10 @@ def run_child(model: str, data: str, finetune: str, steps: int) -> None:
         reference=MODES[finetune],
         optimizer=lambda p: torch.optim.AdamW(p, lr=1e-5),
     )
-    dm = PairwiseDataModule(tokenizer=model, source=DataSource(path=data), batch_size=2, max_length=10_000)
+    source = DataSource(path=data, num_rows=4 * (steps + 1), num_val_rows=1)
+    dm = PairwiseDataModule(tokenizer=model, source=source, batch_size=2, max_length=10_000)
     trainer = Trainer(
-        strategy=FSDP2Strategy(),
+        strategy=FSDP2Strategy(ram_efficient_loading=ram_efficient),
         accelerator="cpu",
         devices=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
         max_steps=steps,
@@ -83,33 +88,42 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--model", help="a model path or name instead of the random Llama")
+    parser.add_argument("--data", default="lit-align/word-problems", help="pairs for --model")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        model, data, finetune = json.loads(args.child)
-        run_child(model, data, finetune, args.steps)
+        model, data, finetune, ram_efficient = json.loads(args.child)
+        run_child(model, data, finetune, args.steps, ram_efficient)
         return
     import torch
 
     with tempfile.TemporaryDirectory() as tmp:
-        n_params = _write_model(Path(tmp) / "model", args.hidden, args.layers, args.seq_len)
-        _write_pairs(Path(tmp) / "pairs.jsonl", 4 * (args.steps + 1), args.seq_len)
-        print(
-            f"DPO under FSDP2Strategy on CPU (gloo), Llama {n_params / 1e6:.1f}M parameters (hidden {args.hidden}, "
-            f"{args.layers} layers), sequence {args.seq_len} tokens, torch {torch.__version__}; per process:"
-        )
-        for finetune in MODES:
-            for procs in (1, 2):
-                child = json.dumps([str(Path(tmp) / "model"), str(Path(tmp) / "pairs.jsonl"), finetune])
-                cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs), __file__]
-                cmd += ["--child", child, "--steps", str(args.steps)]
-                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-                ranks = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
-                for rank, r in enumerate(ranks):
-                    print(
-                        f"  {finetune:5s} {procs} process(es), rank {rank}: weights {r['weights_mb']:7.1f} MB  "
-                        f"optimizer state {r['optimizer_mb']:7.1f} MB  peak RSS {r['peak_rss_mb']:6.0f} MB"
-                    )
+        if args.model:
+            model, data = args.model, args.data
+            print(f"DPO under FSDP2Strategy on CPU (gloo), {model} on {data}, torch {torch.__version__}; per process:")
+        else:
+            model, data = str(Path(tmp) / "model"), str(Path(tmp) / "pairs.jsonl")
+            n_params = _write_model(Path(model), args.hidden, args.layers, args.seq_len)
+            _write_pairs(Path(data), 4 * (args.steps + 1), args.seq_len)
+            print(
+                f"DPO under FSDP2Strategy on CPU (gloo), Llama {n_params / 1e6:.1f}M parameters (hidden "
+                f"{args.hidden}, {args.layers} layers), sequence {args.seq_len} tokens, torch {torch.__version__}; "
+                "per process:"
+            )
+        runs = [(f, 1, True) for f in MODES] + [(f, 2, True) for f in MODES] + [("full", 2, False)]
+        for finetune, procs, ram_efficient in runs:
+            child = json.dumps([model, data, finetune, ram_efficient])
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs), __file__]
+            cmd += ["--child", child, "--steps", str(args.steps)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            ranks = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
+            loading = "" if procs == 1 else " rank-0 loading" if ram_efficient else " every rank loads"
+            for rank, r in enumerate(ranks):
+                print(
+                    f"  {finetune:5s} {procs} process(es){loading:17s} rank {rank}: weights {r['weights_mb']:7.1f} MB  "
+                    f"optimizer state {r['optimizer_mb']:7.1f} MB  peak RSS {r['peak_rss_mb']:6.0f} MB"
+                )
 
 
 if __name__ == "__main__":

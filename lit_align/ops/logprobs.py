@@ -28,26 +28,49 @@ def shift_labels(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return shifted.masked_fill(~loss_mask, 0), loss_mask
 
 
-def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Log-probability of each target token under the logits, one row at a time.
+class _TokenLogps(torch.autograd.Function):
+    """``log_softmax(logits).gather(targets)`` one row at a time, forward and backward (see :func:`token_logps`)."""
 
-    Equivalent to ``log_softmax(logits).gather(-1, targets)``, but only one row's (T, V) normaliser is alive at a
-    time, so peak memory does not hold a second full-vocabulary tensor of the whole batch.
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        lse = torch.empty(targets.shape, dtype=torch.float32, device=logits.device)  # (B, T)
+        picked = torch.empty_like(lse)
+        for b in range(len(logits)):  # one row's (T, V) float32 temporary at a time
+            lse[b] = torch.logsumexp(logits[b].float(), dim=-1)
+            picked[b] = logits[b].gather(-1, targets[b].unsqueeze(-1)).squeeze(-1).float()
+        ctx.save_for_backward(logits, targets, lse)
+        return picked - lse
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        logits, targets, lse = ctx.saved_tensors
+        grad_logits = torch.empty_like(logits)  # the one (B, T, V) tensor: the logits' gradient itself
+        for b in range(len(logits)):
+            # d(z_y - logsumexp z) / dz = onehot(y) - softmax(z), times the incoming gradient of each position.
+            row = torch.exp(logits[b].float() - lse[b].unsqueeze(-1)).mul_(-grad[b].unsqueeze(-1))  # (T, V)
+            row.scatter_add_(-1, targets[b].unsqueeze(-1), grad[b].unsqueeze(-1).float())
+            grad_logits[b] = row
+        return grad_logits, None
+
+
+def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Log-probability of each target token under the logits, one row at a time, forward and backward.
+
+    Equals ``log_softmax(logits).gather(-1, targets)`` (in float32 whatever the logits' dtype), but no second
+    full-vocabulary tensor of the whole batch is made: the forward keeps one row's (T, V) normaliser alive at a
+    time, and the backward writes the logits' gradient row by row into one (B, T, V) tensor (autograd's row-wise
+    version would stack the rows' gradients into a second one). ``benchmarks/logprob_memory.py`` measures it.
 
     Args:
         logits: Unnormalised next-token scores. Shape: (B, T, V)
         targets: Token ids to score. Shape: (B, T)
 
     Returns:
-        ``logits[b, t, targets[b, t]] - logsumexp(logits[b, t])``. Shape: (B, T)
+        ``logits[b, t, targets[b, t]] - logsumexp(logits[b, t])``, float32. Shape: (B, T)
 
     """
     assert logits.shape[:2] == targets.shape, f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ"
-    rows = []
-    for row_logits, row_targets in zip(logits, targets, strict=True):  # (T, V), (T,)
-        picked = row_logits.gather(-1, row_targets.unsqueeze(-1)).squeeze(-1)  # (T,)
-        rows.append(picked.float() - torch.logsumexp(row_logits.float(), dim=-1))
-    return torch.stack(rows)
+    return _TokenLogps.apply(logits, targets)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

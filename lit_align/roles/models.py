@@ -7,7 +7,11 @@ missing local folders with a one-line error, and leaves anything else to the Hug
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -23,9 +27,11 @@ from peft import (
     set_peft_model_state_dict,
 )
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     BitsAndBytesConfig,
+    GenerationConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -44,6 +50,7 @@ from lit_align.roles.paths import (
 from lit_align.roles.tokenizer import load_tokenizer
 
 Head = Literal["causal_lm", "reward"]
+_SKELETONS = contextvars.ContextVar("lit_align_skeletons", default=False)
 
 
 class Finetune(StrEnum):
@@ -128,6 +135,44 @@ def load_pretrained(auto_class: type, path: str, **kwargs: Any) -> PreTrainedMod
     return _plain(model) if gguf else model
 
 
+@contextmanager
+def skeletons(enabled: bool = True) -> Iterator[None]:
+    """Inside, models load as skeletons: built from their config on the meta device, no weights read.
+
+    For processes that receive every weight from rank 0 after sharding (:class:`~lit_align.runtime.sharding.
+    FSDP2Strategy`), so only one process ever holds a whole model. 4-bit (QLoRA) models and adapter folders still
+    load as usual: their weights are quantised or attached as they load.
+    """
+    token = _SKELETONS.set(enabled)
+    try:
+        yield
+    finally:
+        _SKELETONS.reset(token)
+
+
+def is_skeleton(model: torch.nn.Module) -> bool:
+    """True when some weight of ``model`` is on the meta device (built by :func:`skeletons`, not yet filled)."""
+    return any(t.is_meta for t in (*model.parameters(), *model.buffers()))
+
+
+def _skeleton(auto_class: type, path: str, kwargs: dict[str, Any]) -> PreTrainedModel:
+    """A model of ``path``'s architecture, config and generation config, with every tensor on the meta device."""
+    location, gguf = hf_location(path)
+    options = {k: kwargs[k] for k in ("trust_remote_code", "revision", "num_labels") if k in kwargs}  # config
+    config = AutoConfig.from_pretrained(location, **gguf, **options)
+    config.__dict__.pop("quantization_config", None)
+    build = {"trust_remote_code": kwargs["trust_remote_code"]}
+    if kwargs["dtype"] != "auto":
+        build["dtype"] = kwargs["dtype"]
+    if "attn_implementation" in kwargs:
+        build["attn_implementation"] = kwargs["attn_implementation"]
+    with torch.device("meta"):
+        model = auto_class.from_config(config, **build)
+    with contextlib.suppress(OSError):  # no generation_config.json: the one derived from the config stays
+        model.generation_config = GenerationConfig.from_pretrained(location, **gguf, revision=kwargs["revision"])
+    return model.eval()
+
+
 def _plain(model: PreTrainedModel) -> PreTrainedModel:
     config = copy.deepcopy(model.config)
     config.__dict__.pop("quantization_config", None)
@@ -171,14 +216,13 @@ def _load_model(
             "folder first (lit-align export, or save_pretrained of the loaded model) and give that folder"
         )
     base = adapter_base(path)  # an adapter folder: load the base it records (resolved as any name), then the adapter
+    auto_class = AutoModelForSequenceClassification if head == "reward" else AutoModelForCausalLM
+    if head == "reward":
+        kwargs["num_labels"] = 1  # one scalar per sequence, read at its last token; the new head starts random
     try:
-        if head == "reward":
-            # One scalar per sequence, read at its last token; the new head starts random.
-            model = load_pretrained(
-                AutoModelForSequenceClassification, resolve_model_path(base) if base else path, num_labels=1, **kwargs
-            )
-        else:
-            model = load_pretrained(AutoModelForCausalLM, resolve_model_path(base) if base else path, **kwargs)
+        if _SKELETONS.get() and not quantize and not base:
+            return _skeleton(auto_class, path, kwargs)
+        model = load_pretrained(auto_class, resolve_model_path(base) if base else path, **kwargs)
         if base:
             model.load_adapter(path)
         return model
@@ -281,7 +325,7 @@ def load_frozen(spec: ModelSpec, *, device: torch.device | None = None) -> PreTr
     """
     quantized = Finetune(spec.finetune).quantized
     model = _load_model(spec, quantize=quantized, device=device)  # 4-bit weights load where they run
-    if device is not None and not quantized:
+    if device is not None and not quantized and not is_skeleton(model):
         model.to(device)
     model.eval()
     model.requires_grad_(False)

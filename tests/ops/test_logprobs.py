@@ -39,3 +39,34 @@ def test_masked_mean_ignores_masked_and_handles_empty():
     mask = torch.tensor([[True, False], [True, True]])
     assert masked_mean(values, mask).item() == 3.0  # (1 + 3 + 5) / 3
     assert masked_mean(values, torch.zeros_like(mask)).item() == 0.0
+
+
+def test_token_logps_forward_and_gradients_equal_autograd_of_the_plain_formula():
+    # Several rows, an incoming gradient that differs per position (as a mask and per-token weights give), a
+    # repeated target; the logits' gradient comes from the hand-written row-wise backward.
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 11, dtype=torch.float64) * 3
+    targets = torch.randint(0, 11, (3, 5))
+    targets[0, :2] = 4
+    weights = torch.randn(3, 5, dtype=torch.float64)
+    plain = logits.clone().requires_grad_(True)
+    expected = torch.log_softmax(plain.float(), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    (expected * weights).sum().backward()
+    ours = logits.clone().requires_grad_(True)
+    got = token_logps(ours, targets)
+    (got * weights).sum().backward()
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours.grad, plain.grad, rtol=0, atol=1e-6)
+    assert ours.grad.dtype == logits.dtype
+
+
+def test_token_logps_of_bfloat16_logits_is_float32_and_its_gradient_bfloat16():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 7).bfloat16().requires_grad_(True)
+    targets = torch.randint(0, 7, (2, 3))
+    got = token_logps(logits, targets)
+    got.sum().backward()
+    expected = torch.log_softmax(logits.detach().float(), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    assert got.dtype == torch.float32 and logits.grad.dtype == torch.bfloat16

@@ -12,7 +12,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from lit_align import objectives
 from lit_align.data import BinaryDataModule, DataSource, PairwiseDataModule, PromptDataModule, SFTDataModule
 from lit_align.rewards import RewardSpec
-from lit_align.roles.models import ModelSpec
+from lit_align.roles.models import ModelSpec, is_skeleton, load_policy, skeletons
 from lit_align.rollout import SamplingConfig
 from lit_align.runtime.sharding import FSDP2Strategy, full_state_dict, is_sharded, roles, shard_roles
 
@@ -48,6 +48,35 @@ def check_ranks_start_from_rank_zeros_weights() -> None:
         print(f"start {'rank0' if same else 'mixed'}", flush=True)
 
 
+def check_only_rank_zero_reads_weights() -> None:
+    """Under ``skeletons`` on rank 1 (FSDP2Strategy's ram_efficient_loading), rank 1 builds meta-device models and
+    ends with rank 0's weights and buffers (rotary frequencies, a reward model's frozen LM head) once sharded."""
+    mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+    rank = dist.get_rank()
+    for name, make in {
+        "DPO": lambda: objectives.DPO(policy=ModelSpec(), reference="copy"),
+        "RewardModel": lambda: objectives.RewardModel(sft_weight=1.0),
+    }.items():
+        with skeletons(rank != 0):
+            module = make()
+            module.configure_model()
+        skeleton = is_skeleton(module)
+        shard_roles(module, mesh, from_rank0=True, device=torch.device("cpu"))
+        head = "reward" if name == "RewardModel" else "causal_lm"
+        whole = full_state_dict(module.policy)
+        buffers = [b.clone() for _, b in sorted(module.named_buffers())]
+        theirs = [None, None]
+        dist.all_gather_object(theirs, buffers)
+        if rank == 0:
+            loaded = load_policy(ModelSpec(), head=head).state_dict()
+            same = whole.keys() == loaded.keys() and all(torch.equal(whole[k], loaded[k]) for k in loaded)
+            if head == "reward":  # the score head starts random on each rank: it must be rank 0's, not the file's
+                same = all(torch.equal(whole[k], loaded[k]) for k in loaded if "score" not in k)
+            same_buffers = len(theirs[1]) == len(buffers) and all(map(torch.equal, theirs[0], theirs[1]))
+            print(f"skeleton-loading {name} filled={same and same_buffers}", flush=True)
+        print(f"skeleton-loading {name} rank{rank} skeleton={skeleton}", flush=True)
+
+
 def main(out: str) -> None:
     opt = {"optimizer": lambda p: torch.optim.AdamW(p, lr=1e-3)}
     online = {
@@ -73,6 +102,7 @@ def main(out: str) -> None:
     }
     dist.init_process_group("gloo")  # Lightning finds it initialised and uses it
     check_ranks_start_from_rank_zeros_weights()
+    check_only_rank_zero_reads_weights()
     for name, (extra, data) in cases.items():
         module = getattr(objectives, name.split("-")[0])(**{**opt, **extra})
         options = {"activation_checkpointing": True, "mixed_precision": "bf16"} if "bf16" in name else {}

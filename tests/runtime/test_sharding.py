@@ -170,6 +170,11 @@ def test_every_other_objective_trains_with_all_its_roles_sharded(tmp_path):
     assert all(float(m) > 1e-5 for m in re.findall(r"moved=(\S+)", result.stdout))
     # Ranks seeded differently hold different new weights (LoRA) before sharding; all train rank 0's.
     assert "start rank0" in result.stdout
+    # ram_efficient_loading: rank 1 builds meta-device skeletons and receives rank 0's weights and buffers.
+    for name in ("DPO", "RewardModel"):
+        assert f"skeleton-loading {name} rank0 skeleton=False" in result.stdout
+        assert f"skeleton-loading {name} rank1 skeleton=True" in result.stdout
+        assert f"skeleton-loading {name} filled=True" in result.stdout
 
 
 @pytest.mark.parametrize(("strategy", "expected"), [("ours", "intact"), ("lightning", "damaged")])
