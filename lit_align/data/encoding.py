@@ -62,7 +62,9 @@ class EncodedRows(Dataset):
     def __len__(self) -> int:
         return len(self.table)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(i, slice):  # a list of rows, as a list's slice
+            return [self[j] for j in range(*i.indices(len(self)))]
         if not -len(self) <= i < len(self):
             raise IndexError(i)
         i %= len(self)

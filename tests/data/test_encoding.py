@@ -97,3 +97,16 @@ def test_prompt_columns_that_json_cannot_hold_reach_reward_functions_unchanged(t
     dm = PromptDataModule(source=DataSource(path=str(path)))
     dm.setup("fit")
     assert dm.rows["train"][0]["columns"] == {"when": when}
+
+
+def test_encoded_rows_index_count_from_the_end_and_slice_like_a_list(tmp_path):
+    rows = [{"prompt": f"{i} + 1 =", "answer": i + 1} for i in range(5)]
+    dm = PromptDataModule(source=DataSource(path=str(write_jsonl(tmp_path / "p.jsonl", rows))))
+    dm.setup("fit")
+    encoded = dm.rows["train"]
+    answers = [r["columns"]["answer"] for r in encoded]
+    assert [r["columns"]["answer"] for r in encoded[1:4]] == answers[1:4]
+    assert [r["columns"]["answer"] for r in encoded[::-2]] == answers[::-2]
+    assert encoded[-1]["columns"]["answer"] == answers[-1] and encoded[-1]["index"] == len(encoded) - 1
+    with pytest.raises(IndexError):
+        encoded[len(encoded)]

@@ -48,14 +48,15 @@ def check_ranks_start_from_rank_zeros_weights() -> None:
         print(f"start {'rank0' if same else 'mixed'}", flush=True)
 
 
-def check_only_rank_zero_reads_weights() -> None:
+def check_only_rank_zero_reads_weights(model: str = ModelSpec.name_or_path) -> None:
     """Under ``skeletons`` on rank 1 (FSDP2Strategy's ram_efficient_loading), rank 1 builds meta-device models and
     ends with rank 0's weights and buffers (rotary frequencies, a reward model's frozen LM head) once sharded."""
     mesh = init_device_mesh("cpu", (dist.get_world_size(),))
     rank = dist.get_rank()
+    spec = ModelSpec(name_or_path=model)
     for name, make in {
-        "DPO": lambda: objectives.DPO(policy=ModelSpec(), reference="copy"),
-        "RewardModel": lambda: objectives.RewardModel(sft_weight=1.0),
+        "DPO": lambda: objectives.DPO(policy=spec, reference="copy"),
+        "RewardModel": lambda: objectives.RewardModel(policy=spec, sft_weight=1.0),
     }.items():
         with skeletons(rank != 0):
             module = make()
@@ -68,7 +69,7 @@ def check_only_rank_zero_reads_weights() -> None:
         theirs = [None, None]
         dist.all_gather_object(theirs, buffers)
         if rank == 0:
-            loaded = load_policy(ModelSpec(), head=head).state_dict()
+            loaded = load_policy(spec, head=head).state_dict()
             same = whole.keys() == loaded.keys() and all(torch.equal(whole[k], loaded[k]) for k in loaded)
             if head == "reward":  # the score head starts random on each rank: it must be rank 0's, not the file's
                 same = all(torch.equal(whole[k], loaded[k]) for k in loaded if "score" not in k)
@@ -130,4 +131,8 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if len(sys.argv) > 2:  # tests/real: the skeleton check alone, on the model given
+        dist.init_process_group("gloo")
+        check_only_rank_zero_reads_weights(sys.argv[2])
+    else:
+        main(sys.argv[1])
