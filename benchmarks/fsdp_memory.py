@@ -13,12 +13,13 @@ peak resident memory (ru_maxrss, includes Python and torch, about 0.5 GB on its 
 Two processes run with ``ram_efficient_loading`` (only rank 0 reads the weights; the default) and, for full
 fine-tuning, without it (every process loads whole models before sharding), so the load's share of the peak shows.
 
-Each run is made twice: with glibc's default allocator settings, and with ``MALLOC_MMAP_THRESHOLD_=65536``.
+Each run is made twice (``--allocator both``, the default): with glibc's default settings, and with
+``MALLOC_MMAP_THRESHOLD_=65536`` (``--allocator fixed``).
 By default glibc raises its mmap threshold as large blocks are freed, so freed tensors stay in the process heap and
 peak RSS follows what the allocator keeps, not what is live; a fixed threshold returns every large tensor to the
 system when it is freed (slower: about 26% fewer DPO pairs/s for SmolLM2 on the 2-core machine), so peak RSS
 follows live memory. ``live tensors`` is what the process's tensors hold at the end (weights, gradients,
-optimizer state).
+optimizer state); ``peak RSS loaded`` is the peak once the models are loaded and sharded, before the first step.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _local_bytes(tensors) -> int:  # noqa: ANN001 (iterable of tensors or DTenso
 def run_child(model: str, data: str, finetune: str, steps: int, ram_efficient: bool) -> None:
     import torch
     import torch.distributed as dist
-    from lightning import Trainer
+    from lightning import Callback, Trainer
 
     from lit_align.data import DataSource, PairwiseDataModule
     from lit_align.objectives import DPO
@@ -62,6 +63,12 @@ def run_child(model: str, data: str, finetune: str, steps: int, ram_efficient: b
         reference=MODES[finetune],
         optimizer=lambda p: torch.optim.AdamW(p, lr=1e-5),
     )
+
+    class LoadPeak(Callback):  # peak RSS once the models are loaded and sharded, before the first step
+        def on_train_start(self, *args) -> None:
+            self.peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    load_peak = LoadPeak()
     source = DataSource(path=data, num_rows=4 * (steps + 1), num_val_rows=1)
     dm = PairwiseDataModule(tokenizer=model, source=source, batch_size=2, max_length=10_000)
     trainer = Trainer(
@@ -74,6 +81,7 @@ def run_child(model: str, data: str, finetune: str, steps: int, ram_efficient: b
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=0,
+        callbacks=[load_peak],
     )
     trainer.fit(module, dm)
     optimizer = trainer.optimizers[0]
@@ -83,6 +91,7 @@ def run_child(model: str, data: str, finetune: str, steps: int, ram_efficient: b
         "weights_mb": _local_bytes(module.parameters()) / 2**20,
         "live_mb": (_local_bytes(module.parameters()) + _local_bytes(state) + _local_bytes(grads)) / 2**20,
         "optimizer_mb": _local_bytes(state) / 2**20,
+        "load_peak_mb": load_peak.peak_mb,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     everyone = [None] * dist.get_world_size()
@@ -99,6 +108,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--model", help="a model path or name instead of the random Llama")
     parser.add_argument("--data", default="lit-align/word-problems", help="pairs for --model")
+    parser.add_argument("--allocator", choices=["both", "default", "fixed"], default="both")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -121,7 +131,10 @@ def main() -> None:
                 "per process:"
             )
         runs = [(f, 1, True) for f in MODES] + [(f, 2, True) for f in MODES] + [("full", 2, False)]
-        for allocator in ({}, {"MALLOC_MMAP_THRESHOLD_": "65536"}):
+        allocators = {"default": {}, "fixed": {"MALLOC_MMAP_THRESHOLD_": "65536"}}
+        for name, allocator in allocators.items():
+            if args.allocator not in ("both", name):
+                continue
             print(f"  allocator: {' '.join(f'{k}={v}' for k, v in allocator.items()) or 'glibc defaults'}")
             for finetune, procs, ram_efficient in runs:
                 child = json.dumps([model, data, finetune, ram_efficient])
@@ -135,7 +148,8 @@ def main() -> None:
                     print(
                         f"    {finetune:5s} {procs} process(es){loading:17s} rank {rank}: weights "
                         f"{r['weights_mb']:7.1f} MB  optimizer state {r['optimizer_mb']:7.1f} MB  live tensors "
-                        f"{r['live_mb']:7.1f} MB  peak RSS {r['peak_rss_mb']:6.0f} MB"
+                        f"{r['live_mb']:7.1f} MB  peak RSS loaded {r['load_peak_mb']:6.0f} MB, trained "
+                        f"{r['peak_rss_mb']:6.0f} MB"
                     )
 
 
