@@ -13,11 +13,11 @@ from lit_align.ops.logprobs import masked_mean
 PROGRESS_BAR = ("loss", "rewards/accuracies", "rewards/margins", "reward", "kl")
 
 
-def token_accuracy(logits: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+def token_accuracy(predicted: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
     """Fraction of counted positions where the most likely token is the target.
 
     Args:
-        logits: Next-token scores. Shape: (B, T, V)
+        predicted: The most likely next token at each position (argmax of the logits). Shape: (B, T)
         targets: Target ids. Shape: (B, T)
         loss_mask: Bool, True where a position counts. Shape: (B, T)
 
@@ -25,7 +25,7 @@ def token_accuracy(logits: torch.Tensor, targets: torch.Tensor, loss_mask: torch
         Accuracy in [0, 1]; 0 when nothing counts. Shape: ()
 
     """
-    hits = (logits.argmax(dim=-1) == targets) & loss_mask
+    hits = (predicted == targets) & loss_mask
     return hits.sum() / loss_mask.sum().clamp(min=1)
 
 

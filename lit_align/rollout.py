@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from lit_align.domains import NonNegativeFloat, PositiveInt, TopP, check_fields
-from lit_align.ops.logprobs import token_logps
+from lit_align.roles.scoring import token_scores
 from lit_align.types import PromptBatch
 
 
@@ -162,27 +162,25 @@ def completion_logps(
     so that tokens sampled at a temperature are scored under the distribution that sampled them (0 means greedy
     and scores at 1).
     """
-    r = rollout.completion_ids.shape[1]
+    n, r = rollout.completion_ids.shape
     position_ids = (rollout.attention_mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(
-        input_ids=rollout.input_ids,
-        attention_mask=rollout.attention_mask,
+    # The last R + 1 positions are kept: position P - 1 + t predicts completion token t; the last predicts nothing.
+    no_target = rollout.completion_ids.new_zeros(n, 1)
+    scores = token_scores(
+        model,
+        rollout.input_ids,
+        rollout.attention_mask,
+        torch.cat([rollout.completion_ids, no_target], dim=1),
+        torch.cat([rollout.completion_mask, no_target.bool()], dim=1),
         position_ids=position_ids,
-        use_cache=False,
         logits_to_keep=r + 1,
-        output_hidden_states=value_head is not None,
+        temperature=temperature,
+        with_stats=with_entropy,
+        with_hidden=value_head is not None,
     )
-    logits = out.logits[:, :-1]  # (N, R, V): position P - 1 + t predicts completion token t
-    if temperature not in (0.0, 1.0):
-        logits = logits / temperature
-    logps = token_logps(logits, rollout.completion_ids)
-    entropy = values = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = torch.stack([_entropy(row) for row in logits])  # (N, R)
-    if value_head is not None:
-        values = value_head(out.hidden_states[-1][:, -(r + 1) : -1])  # (N, R)
-    return CompletionScores(logps, entropy, values)
+    entropy = None if scores.entropy is None else scores.entropy[:, :-1]
+    values = None if value_head is None else value_head(scores.hidden[:, :-1])  # (N, R)
+    return CompletionScores(scores.logps[:, :-1], entropy, values)
 
 
 class ValueHead(torch.nn.Module):
@@ -203,11 +201,6 @@ class ValueHead(torch.nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Values of hidden states of shape (N, R, H); returns shape (N, R)."""
         return self.summary(hidden.to(self.summary.weight.dtype)).squeeze(-1)
-
-
-def _entropy(logits: torch.Tensor) -> torch.Tensor:
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (R, V)
-    return -(logp.exp() * logp).sum(-1)
 
 
 # Checkpoints keep the module's hyperparameters; let them load with torch.load(weights_only=True).

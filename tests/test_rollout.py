@@ -75,5 +75,6 @@ def test_completion_logps_score_at_the_sampling_temperature():
     logits = model(input_ids=rollout.input_ids, attention_mask=rollout.attention_mask, position_ids=position_ids).logits
     r = rollout.completion_ids.shape[1]
     by_hand = torch.log_softmax(logits[:, -(r + 1) : -1] / 2.0, -1).gather(-1, rollout.completion_ids.unsqueeze(-1))
-    assert torch.allclose(hot, by_hand.squeeze(-1), atol=1e-5)
-    assert not torch.allclose(hot, plain, atol=1e-3)
+    mask = rollout.completion_mask  # tokens after EOS are not scored (0)
+    assert torch.allclose(hot[mask], by_hand.squeeze(-1)[mask], atol=1e-5) and (hot[~mask] == 0).all()
+    assert not torch.allclose(hot[mask], plain[mask], atol=1e-3)

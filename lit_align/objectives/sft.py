@@ -11,8 +11,9 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lit_align.losses.sft import sft_loss
 from lit_align.metrics import log_metrics, token_accuracy
 from lit_align.objectives.optim import configure_optimizers, role_device
-from lit_align.ops.logprobs import shift_labels, token_logps
+from lit_align.ops.logprobs import shift_labels
 from lit_align.roles.models import ModelSpec, load_policy
+from lit_align.roles.scoring import token_scores
 from lit_align.runtime.distributed import sum_over_ranks, token_normalizer
 from lit_align.types import SFTBatch
 
@@ -51,14 +52,16 @@ class SFT(LightningModule):
             self.policy = load_policy(self.policy_spec, device=role_device(self))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Return next-token logits of shape (B, T, V)."""
+        """Return next-token logits of shape (B, T, V) (training scores labelled positions only, without them)."""
         return self.policy(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
     def _shared_step(self, batch: SFTBatch, stage: str) -> torch.Tensor:
-        logits = self(batch["input_ids"], batch["attention_mask"])
         targets, loss_mask = shift_labels(batch["labels"])
-        out = sft_loss(token_logps(logits, targets), loss_mask, token_normalizer(loss_mask.sum()))
-        metrics = {"loss": out.loss, "token_accuracy": token_accuracy(logits, targets, loss_mask)}
+        scores = token_scores(
+            self.policy, batch["input_ids"], batch["attention_mask"], targets, loss_mask, with_stats=True
+        )
+        out = sft_loss(scores.logps, loss_mask, token_normalizer(loss_mask.sum()))
+        metrics = {"loss": out.loss, "token_accuracy": token_accuracy(scores.predicted, targets, loss_mask)}
         # Weighted by counted tokens, so epoch means (val/loss, val/token_accuracy) are per token, not per row.
         log_metrics(self, metrics, stage, batch_size=max(int(loss_mask.sum()), 1))
         return out.loss

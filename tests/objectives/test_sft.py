@@ -68,7 +68,7 @@ def test_validation_means_are_per_token_not_per_row(tmp_path):
     with torch.no_grad():
         for batch in data.splits.loader("val", shuffle=False):
             targets, mask = shift_labels(batch["labels"])
-            accuracy = token_accuracy(model(batch["input_ids"], batch["attention_mask"]), targets, mask)
+            accuracy = token_accuracy(model(batch["input_ids"], batch["attention_mask"]).argmax(-1), targets, mask)
             hits, total = hits + accuracy * mask.sum(), total + mask.sum()
     logged = trainer.validate(model, data.val_dataloader(), verbose=False)[0]["val/token_accuracy"]
     assert logged == pytest.approx((hits / total).item(), abs=1e-6)
