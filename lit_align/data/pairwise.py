@@ -100,6 +100,7 @@ class PairwiseDataModule(LightningDataModule):
         rejected_field: str = "rejected",
         on_bad_row: OnBadRow = "error",
         num_workers: NonNegativeInt = 0,
+        group_by_length: bool = False,
         num_proc: PositiveInt | None = None,
         trust_remote_code: bool = False,
         chat_template: str | None = None,
@@ -118,6 +119,8 @@ class PairwiseDataModule(LightningDataModule):
             rejected_field: Column of the dispreferred completion.
             on_bad_row: ``error`` stops at the first bad row; ``skip`` drops bad rows and counts them.
             num_workers: DataLoader worker processes.
+            group_by_length: Batch training rows of similar length together (less padding; shuffled between
+                batches, resumable mid-epoch; :mod:`lit_align.data.sampling`).
             num_proc: Processes that tokenize the rows (``datasets.map``); None tokenizes in this process. The
                 tokens are cached by content either way, so a second run on the same data reads them.
             trust_remote_code: Allow tokenizer code from the hub; the CLI links it to the policy's setting.

@@ -17,6 +17,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
 from lit_align.data.encoding import EncodedRows, bars_on_terminals_only, tokenize_rows
+from lit_align.data.sampling import LengthGroupedSampler, padded_length
 from lit_align.data.sources import DataSource, load_splits, load_test_split
 from lit_align.data.templates import with_chat_template
 from lit_align.roles.tokenizer import load_tokenizer
@@ -53,7 +54,7 @@ def tokenize_splits(
     }
 
 
-LOADER_SETTINGS = {"batch_size", "eval_batch_size", "num_workers", "num_proc", "on_bad_row"}
+LOADER_SETTINGS = {"batch_size", "eval_batch_size", "num_workers", "num_proc", "on_bad_row", "group_by_length"}
 """Data module hparams that do not change the tokens (left out of the tokenization cache key)."""
 
 
@@ -102,7 +103,9 @@ def load_rows(
     tokenizer = load_tokenizer(hp.tokenizer, trust_remote_code=hp.trust_remote_code, key="data.init_args.tokenizer")
     datamodule.tokenizer = with_chat_template(tokenizer, hp.chat_template)
     bound = partial(collate, pad_token_id=datamodule.tokenizer.pad_token_id)
-    datamodule.splits = SplitLoaders(bound, hp.batch_size, hp.eval_batch_size, hp.num_workers)
+    datamodule.splits = SplitLoaders(
+        bound, hp.batch_size, hp.eval_batch_size, hp.num_workers, group_by_length=hp.get("group_by_length", False)
+    )
     datamodule.rows = datamodule.splits.rows
     options = AttributeDict(hp)
     settings = {"encoder": f"{encode.__module__}.{encode.__qualname__}"} | {
@@ -122,7 +125,9 @@ def load_rows(
         )
 
 
-def make_loader(rows: list, batch_size: int, collate: Callable, *, shuffle: bool, num_workers: int) -> DataLoader:
+def make_loader(
+    rows: list, batch_size: int, collate: Callable, *, shuffle: bool, num_workers: int, group_by_length: bool = False
+) -> DataLoader:
     """DataLoader over tokenized rows that can save and restore its position mid-epoch.
 
     Lightning stores the loader's state (sampler order and batches already served) in every checkpoint, so a run
@@ -132,9 +137,16 @@ def make_loader(rows: list, batch_size: int, collate: Callable, *, shuffle: bool
     the epoch, position in the checkpoint). Otherwise Lightning wraps the loader's own random sampler in a
     ``DistributedSamplerWrapper``, which draws a new order from the global RNG each time it is iterated and keeps no
     position, so a resumed multi-process run would see other batches.
+
+    With ``group_by_length`` a shuffled loader batches rows of similar length together
+    (:class:`~lit_align.data.sampling.LengthGroupedSampler`, resumable the same way, on one process or several).
     """
+    seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+    if shuffle and group_by_length:
+        sampler = LengthGroupedSampler([padded_length(row) for row in rows], batch_size, seed=seed)
+        return StatefulDataLoader(rows, batch_size, sampler=sampler, collate_fn=collate, num_workers=num_workers)
     if shuffle and dist.is_available() and dist.is_initialized():
-        sampler = StatefulDistributedSampler(rows, shuffle=True, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))
+        sampler = StatefulDistributedSampler(rows, shuffle=True, seed=seed)
         return StatefulDataLoader(rows, batch_size, sampler=sampler, collate_fn=collate, num_workers=num_workers)
     return StatefulDataLoader(rows, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, num_workers=num_workers)
 
@@ -147,11 +159,21 @@ class SplitLoaders:
         batch_size: Rows per training batch.
         eval_batch_size: Rows per validation/test batch; defaults to ``batch_size``.
         num_workers: DataLoader worker processes.
+        group_by_length: Length-grouped batches for the shuffled (training) loader.
 
     """
 
-    def __init__(self, collate: Callable, batch_size: int, eval_batch_size: int | None, num_workers: int) -> None:
+    def __init__(
+        self,
+        collate: Callable,
+        batch_size: int,
+        eval_batch_size: int | None,
+        num_workers: int,
+        *,
+        group_by_length: bool = False,
+    ) -> None:
         """See the class docstring."""
+        self.group_by_length = group_by_length
         self.rows: dict[str, list[dict[str, Any]]] = {"train": [], "val": [], "test": []}
         self.collate, self.num_workers = collate, num_workers
         self.batch_sizes = {
@@ -163,7 +185,12 @@ class SplitLoaders:
     def loader(self, split: str, *, shuffle: bool) -> DataLoader:
         """DataLoader over one split."""
         return make_loader(
-            self.rows[split], self.batch_sizes[split], self.collate, shuffle=shuffle, num_workers=self.num_workers
+            self.rows[split],
+            self.batch_sizes[split],
+            self.collate,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            group_by_length=self.group_by_length,
         )
 
     def optional(self, split: str) -> DataLoader | list:
