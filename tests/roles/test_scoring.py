@@ -106,3 +106,56 @@ def test_models_that_rescale_logits_or_wrap_the_head_take_the_plain_path():
     lora_head = load_policy(ModelSpec(finetune="lora", lora_target_modules=["q_proj", "lm_head"]))
     assert scoring.output_layer(lora_head) is None
     assert scoring.output_layer(load_policy(ModelSpec(finetune="lora"))) is not None
+
+
+def _pairs_batch() -> dict[str, torch.Tensor]:
+    """Three pairs, prompts of 3, 6 and 9 tokens, completions of different lengths, stacked as the collate does."""
+    from lit_align.data.collate import collate_pairwise
+
+    torch.manual_seed(2)
+    draw = lambda n: torch.randint(4, 100, (n,)).tolist()  # noqa: E731
+    features = [
+        {"prompt_ids": draw(p), "chosen_ids": draw(c), "rejected_ids": draw(r), "index": i}
+        for i, (p, c, r) in enumerate([(3, 5, 2), (6, 1, 7), (9, 4, 4)])
+    ]
+    return dict(collate_pairwise(features, pad_token_id=0))
+
+
+def test_shared_prompt_pass_equals_whole_rows_in_loss_and_every_gradient(monkeypatch):
+    # In float64 weights the two passes differ only by the float32 log-softmax (about 1e-7); in float32 weights the
+    # prompt's gradient sums in another order and differs by about 2e-6 of the largest entry.
+    policy = load_policy(ModelSpec()).double()
+    batch = _pairs_batch()
+    assert scoring.shares_prefix(policy, batch)
+    loss_fn = preference_loss_spec("sigmoid")
+
+    def loss_and_grads() -> tuple[torch.Tensor, torch.Tensor, dict]:
+        policy.zero_grad()
+        logps, lengths = scoring.stacked_logps(policy, batch)
+        ref = torch.linspace(-30, -20, len(logps))
+        out = loss_fn(*logps.chunk(2), *lengths.chunk(2), *ref.chunk(2), nll_normalizer=lengths.sum())
+        out.loss.backward()
+        return logps.detach(), out.loss.detach(), _grads(policy)
+
+    shared_logps, shared_loss, shared = loss_and_grads()
+    with monkeypatch.context() as m:
+        m.setattr(scoring, "shares_prefix", lambda model, batch: False)
+        whole_logps, whole_loss, whole = loss_and_grads()
+    assert torch.allclose(shared_logps, whole_logps, atol=1e-5)
+    assert torch.allclose(shared_loss, whole_loss, atol=1e-6)
+    assert shared.keys() == whole.keys()
+    for name, grad in whole.items():
+        assert torch.allclose(shared[name], grad, atol=1e-6), name
+
+
+def test_the_shared_prompt_pass_runs_only_when_it_is_exact():
+    policy = load_policy(ModelSpec())
+    batch = _pairs_batch()
+    other = {**batch, "input_ids": batch["input_ids"].clone()}
+    other["input_ids"][3, 0] += 1  # the first rejected row's prompt differs from its chosen row's
+    assert not scoring.shares_prefix(policy, other)
+    one_token = {**batch, "labels": batch["labels"].clone()}
+    one_token["labels"][[0, 3], 1:3] = one_token["input_ids"][[0, 3], 1:3]  # a 1-token prompt: nothing to share
+    assert not scoring.shares_prefix(policy, one_token)
+    policy.gradient_checkpointing_enable()  # Hugging Face turns the cache off under it
+    assert not scoring.shares_prefix(policy, batch)
