@@ -334,6 +334,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per tool and workload")
     parser.add_argument("--steps", type=int, default=6, help="steps per run; the first two are warm-up")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    parser.add_argument("--tools", nargs="+", default=["lit-align", "trl"], choices=["lit-align", "trl"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -347,7 +348,7 @@ def main() -> None:
     try:
         import trl
 
-        tools, trl_version = ["lit-align", "trl"], trl.__version__
+        tools, trl_version = args.tools, trl.__version__
     except ImportError:
         tools, trl_version = ["lit-align"], "not installed"
     peak = matmul_peak_gflops("bfloat16" if args.precision == "bf16-mixed" else "float32")

@@ -193,8 +193,8 @@ def shares_prefix(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> boo
     keys), not FSDP-sharded (gradients that reach a block through its cached keys and values bypass the hooks that
     gather its weights for the backward), no gradient checkpointing (Hugging Face turns the cache off under it), the
     two halves of the batch
-    starting with the same prompt of at least two tokens, and at least as many prompt tokens saved as the one
-    repeated per row.
+    starting with the same prompt of at least two tokens, and fewer padded tokens than the whole rows (prompts of
+    very unequal length in one batch pad both passes).
     """
     base = getattr(model, "get_base_model", lambda: model)()
     config = getattr(base, "config", None)
@@ -215,7 +215,12 @@ def shares_prefix(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> boo
         return False
     shared = torch.arange(ids.shape[1], device=ids.device) < first.unsqueeze(-1)  # (B, T)
     halves = ids.chunk(2)
-    return bool(((halves[0] == halves[1]) | ~shared).all())
+    if not bool(((halves[0] == halves[1]) | ~shared).all()):
+        return False
+    # Padded tokens each way: prompts of unequal length pad the prefix pass and the continuations apart.
+    prefix = int(first.max()) - 1
+    continuation = int((batch["attention_mask"].sum(-1) - lengths + 1).max())
+    return len(first) * prefix + len(ids) * continuation < len(ids) * ids.shape[1]
 
 
 def shared_prefix_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -157,5 +157,12 @@ def test_the_shared_prompt_pass_runs_only_when_it_is_exact():
     one_token = {**batch, "labels": batch["labels"].clone()}
     one_token["labels"][[0, 3], 1:3] = one_token["input_ids"][[0, 3], 1:3]  # a 1-token prompt: nothing to share
     assert not scoring.shares_prefix(policy, one_token)
+    from lit_align.data.collate import collate_pairwise
+
+    uneven = [  # a long prompt with short answers next to a short prompt with long ones: both passes would pad
+        {"prompt_ids": [5] * 30, "chosen_ids": [6], "rejected_ids": [7], "index": 0},
+        {"prompt_ids": [5] * 2, "chosen_ids": [6] * 30, "rejected_ids": [7] * 30, "index": 1},
+    ]
+    assert not scoring.shares_prefix(policy, dict(collate_pairwise(uneven, pad_token_id=0)))
     policy.gradient_checkpointing_enable()  # Hugging Face turns the cache off under it
     assert not scoring.shares_prefix(policy, batch)
