@@ -7,6 +7,7 @@ trl==1.16.0``); without it only lit-align is measured.
     python benchmarks/vs_trl.py                                  # every workload, 3 runs per tool
     python benchmarks/vs_trl.py --workloads dpo-26m dpo-26m-mix --runs 6
     python benchmarks/vs_trl.py --workloads dpo-26m --precision bf16-mixed
+    python benchmarks/vs_trl.py --workloads grpo-26m --rollout-dtype bfloat16   # lit-align samples with a bf16 copy
 
 Both tools do the same fp32 work by default: TRL's CPU defaults (bf16 autocast, gradient checkpointing) are
 turned off; the reference is a frozen copy held in memory and scored once per step in both; AdamW (torch),
@@ -179,7 +180,9 @@ class _Peak:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_lit_align(model: str, data: str, workload: dict, steps: int, precision: str) -> dict:
+def run_lit_align(
+    model: str, data: str, workload: dict, steps: int, precision: str, rollout_dtype: str = "auto"
+) -> dict:
     """Step times of lit-align's DPO or GRPO under a Lightning Trainer."""
     import torch
     from lightning import Callback, Trainer
@@ -188,7 +191,7 @@ def run_lit_align(model: str, data: str, workload: dict, steps: int, precision: 
     from lit_align.objectives import DPO, GRPO
     from lit_align.rewards import RewardSpec
     from lit_align.roles.models import ModelSpec
-    from lit_align.rollout import SamplingConfig
+    from lit_align.rollout import RolloutSpec, SamplingConfig
 
     class Timer(Callback):
         def __init__(self) -> None:
@@ -219,6 +222,7 @@ def run_lit_align(model: str, data: str, workload: dict, steps: int, precision: 
             completions_per_prompt=GROUP,
             sampling=SamplingConfig(max_new_tokens=workload["new_tokens"], temperature=1.0),
             kl_coef=workload["beta"],
+            rollout=RolloutSpec(dtype=rollout_dtype),
             log_samples_every_n_steps=0,
             optimizer=optimizer,
         )
@@ -334,13 +338,23 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per tool and workload")
     parser.add_argument("--steps", type=int, default=6, help="steps per run; the first two are warm-up")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    parser.add_argument(
+        "--rollout-dtype",
+        default="auto",
+        choices=["auto", "bfloat16"],
+        help="lit-align GRPO only: sample with the policy (auto) or a bf16 copy of it (model.init_args.rollout.dtype)",
+    )
     parser.add_argument("--tools", nargs="+", default=["lit-align", "trl"], choices=["lit-align", "trl"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         tool, model, data, name = json.loads(args.child)
-        run = run_lit_align if tool == "lit-align" else run_trl
-        print("RESULT " + json.dumps(run(model, data, WORKLOADS[name], args.steps, args.precision)))
+        workload = WORKLOADS[name]
+        if tool == "lit-align":
+            result = run_lit_align(model, data, workload, args.steps, args.precision, args.rollout_dtype)
+        else:
+            result = run_trl(model, data, workload, args.steps, args.precision)
+        print("RESULT " + json.dumps(result))
         return
     import torch
     import transformers
@@ -354,7 +368,8 @@ def main() -> None:
     peak = matmul_peak_gflops("bfloat16" if args.precision == "bf16-mixed" else "float32")
     print(
         f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, torch {torch.__version__}, transformers "
-        f"{transformers.__version__}, TRL {trl_version}, precision {args.precision}, matmul peak {peak:.0f} GFLOP/s"
+        f"{transformers.__version__}, TRL {trl_version}, precision {args.precision}, lit-align rollout dtype "
+        f"{args.rollout_dtype}, matmul peak {peak:.0f} GFLOP/s"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     with tempfile.TemporaryDirectory() as tmp:
@@ -388,6 +403,8 @@ def main() -> None:
                         str(steps),
                         "--precision",
                         args.precision,
+                        "--rollout-dtype",
+                        args.rollout_dtype,
                     ]
                     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
                     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]

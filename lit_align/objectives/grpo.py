@@ -26,7 +26,7 @@ from lit_align.ops.logprobs import masked_mean
 from lit_align.rewards.combine import OnRewardError, RewardSet, RewardSpec
 from lit_align.roles.models import ModelSpec, load_policy
 from lit_align.roles.reference import Reference, ReferenceKind, ReferenceSpec, WithReference
-from lit_align.rollout import Rollout, SamplingConfig, completion_logps
+from lit_align.rollout import Rollout, RolloutSpec, SamplingConfig, completion_logps
 from lit_align.runtime.distributed import mean_over_ranks
 from lit_align.types import PromptBatch
 
@@ -51,6 +51,7 @@ class GRPO(WithReference, LightningModule):
         completions_per_prompt: AtLeastTwo = 8,
         sampling: SamplingConfig = SamplingConfig(),  # noqa: B008
         eval_sampling: SamplingConfig = SamplingConfig(temperature=0.0),  # noqa: B008
+        rollout: RolloutSpec = RolloutSpec(),  # noqa: B008
         advantage_scale: Literal["group", "batch", "none"] = "group",
         loss_normalization: Literal["sequence", "constant", "token"] = "sequence",
         epsilon: PositiveFloat = 0.2,
@@ -79,6 +80,8 @@ class GRPO(WithReference, LightningModule):
             completions_per_prompt: Completions sampled per prompt (G; TRL's ``num_generations``).
             sampling: Temperature, top-p, max new tokens and truncation masking for training rollouts.
             eval_sampling: Sampling for validation (greedy by default).
+            rollout: The engine that samples completions (transformers ``generate`` on the policy, a bf16
+                copy of it, vLLM) and its precision; see :class:`~lit_align.rollout.RolloutSpec`.
             advantage_scale: Divide centred rewards by the ``group`` std (GRPO), the ``batch`` std, or ``none``
                 (Dr. GRPO).
             loss_normalization: ``sequence`` (GRPO), ``constant`` (Dr. GRPO) or ``token`` (DAPO).
@@ -107,7 +110,11 @@ class GRPO(WithReference, LightningModule):
         self.hparams.update(completions_per_prompt=completions_per_prompt, kl_coef=kl_coef)
         self.automatic_optimization = False
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
-        self.sampling, self.eval_sampling = sampling, eval_sampling  # hparams holds them as plain dicts
+        self.sampling, self.eval_sampling, self.rollout_spec = (
+            sampling,
+            eval_sampling,
+            rollout,
+        )  # hparams holds them as plain dicts
         check_group_sampling(sampling, completions_per_prompt, "GRPO")
         self.reference = Reference(reference, finetune=policy.finetune, fixed_rows=False, needed=kl_coef > 0)
         self.policy: torch.nn.Module | None = None
@@ -120,13 +127,17 @@ class GRPO(WithReference, LightningModule):
         rewards = RewardSet(self.hparams.rewards, self.hparams.on_reward_error, key="model.init_args.rewards")
         self.policy = load_policy(self.policy_spec, device=role_device(self))
         self.reference.build(self.policy, role_device(self))
-        self.sampler = Sampler.for_policy(self.policy, self.policy_spec, rewards, self.hparams.no_signal_patience)
+        self.sampler = Sampler.for_policy(
+            self.policy, self.policy_spec, rewards, self.hparams.no_signal_patience, self.rollout_spec
+        )
 
     def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
         """Rollout -> rewards -> advantages -> ``num_iterations`` passes of minibatch updates."""
         hp, timings = self.hparams, {}
         with timed(timings, "timing/generation"):
-            samples = self.sampler.sample(self.policy, batch, hp.completions_per_prompt, self.sampling)
+            samples = self.sampler.sample(
+                self.policy, batch, hp.completions_per_prompt, self.sampling, version=self.global_step
+            )
         with timed(timings, "timing/scoring"):
             scores = self.sampler.score(samples, training=True)
             advantages = group_advantages(scores.total, hp.completions_per_prompt, AdvantageScale(hp.advantage_scale))

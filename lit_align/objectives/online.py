@@ -23,8 +23,17 @@ from lit_align.metrics import distinct_n, log_metrics
 from lit_align.ops.advantages import group_reward_std
 from lit_align.rewards.combine import RewardScores, RewardSet
 from lit_align.roles.models import ModelSpec
+from lit_align.roles.paths import resolve_model_path
 from lit_align.roles.tokenizer import load_tokenizer
-from lit_align.rollout import Rollout, SamplingConfig, generate, repeat_prompts, stop_token_ids
+from lit_align.rollout import (
+    Rollout,
+    RolloutEngine,
+    RolloutSpec,
+    SamplingConfig,
+    build_engine,
+    repeat_prompts,
+    stop_token_ids,
+)
 from lit_align.runtime.monitors import SignalMonitor
 from lit_align.types import PromptBatch
 
@@ -68,6 +77,7 @@ class Sampler:
         stop_ids: Token ids that end a completion.
         rewards: The reward functions and weights.
         monitor: Watches training batches for a dead reward signal (None: no watch).
+        engine: What samples the completions (transformers ``generate`` on the policy by default).
 
     """
 
@@ -75,22 +85,41 @@ class Sampler:
     stop_ids: list[int]
     rewards: RewardSet
     monitor: SignalMonitor | None = None
+    engine: RolloutEngine | None = None
 
     @classmethod
     def for_policy(
-        cls, policy: torch.nn.Module, spec: ModelSpec, rewards: RewardSet, no_signal_patience: int = 0
+        cls,
+        policy: torch.nn.Module,
+        spec: ModelSpec,
+        rewards: RewardSet,
+        no_signal_patience: int = 0,
+        rollout: RolloutSpec = RolloutSpec(),  # noqa: B008 (frozen dataclass)
     ) -> Sampler:
-        """Load the policy's tokenizer and read its stop tokens; watch the signal with ``no_signal_patience``."""
+        """Load the policy's tokenizer, read its stop tokens, build the rollout engine; watch ``no_signal_patience``."""
         tokenizer = load_tokenizer(spec.name_or_path, trust_remote_code=spec.trust_remote_code)
         monitor = SignalMonitor(no_signal_patience, key="model.init_args.no_signal_patience")
-        return cls(tokenizer, stop_token_ids(policy, tokenizer), rewards, monitor)
+        engine = build_engine(rollout, str(resolve_model_path(spec.name_or_path)))
+        return cls(tokenizer, stop_token_ids(policy, tokenizer), rewards, monitor, engine)
 
     def sample(
-        self, policy: torch.nn.Module, batch: PromptBatch, completions_per_prompt: int, sampling: SamplingConfig
+        self,
+        policy: torch.nn.Module,
+        batch: PromptBatch,
+        completions_per_prompt: int,
+        sampling: SamplingConfig,
+        version: int | None = None,
     ) -> Samples:
-        """Sample ``completions_per_prompt`` completions of every prompt."""
+        """Sample ``completions_per_prompt`` completions of every prompt.
+
+        ``version`` counts the policy's optimizer steps: engines holding a copy of the weights resync when it
+        changes (None always resyncs).
+        """
         grouped = repeat_prompts(batch, completions_per_prompt)
-        rollout = generate(policy, grouped, sampling, pad_token_id=self.tokenizer.pad_token_id, stop_ids=self.stop_ids)
+        engine = self.engine or build_engine(RolloutSpec())
+        rollout = engine.rollout(
+            policy, grouped, sampling, pad_token_id=self.tokenizer.pad_token_id, stop_ids=self.stop_ids, version=version
+        )
         texts = self.tokenizer.batch_decode(rollout.completion_ids, skip_special_tokens=True)
         prompts = grouped["prompts"]
         if prompts and isinstance(prompts[0], list):
@@ -208,7 +237,7 @@ def validation_rollout(
     sampling: SamplingConfig,
 ) -> None:
     """Score one completion per held-out prompt (greedy by default) and log ``{stage}/reward`` and the rest."""
-    samples = sampler.sample(policy, batch, 1, sampling)
+    samples = sampler.sample(policy, batch, 1, sampling, version=module.global_step)
     log_rollout(module, stage, samples.rollout, sampler.score(samples), 1, {})
 
 

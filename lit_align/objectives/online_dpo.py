@@ -27,7 +27,7 @@ from lit_align.ops.pairs import best_and_worst
 from lit_align.rewards.combine import OnRewardError, RewardSet, RewardSpec
 from lit_align.roles.models import ModelSpec, load_policy
 from lit_align.roles.reference import Reference, ReferenceKind, ReferenceSpec, WithReference
-from lit_align.rollout import Rollout, SamplingConfig, completion_logps
+from lit_align.rollout import Rollout, RolloutSpec, SamplingConfig, completion_logps
 from lit_align.runtime.distributed import token_normalizer
 from lit_align.types import PromptBatch
 
@@ -53,6 +53,7 @@ class OnlineDPO(WithReference, LightningModule):
         completions_per_prompt: AtLeastTwo = 4,
         sampling: SamplingConfig = SamplingConfig(),  # noqa: B008
         eval_sampling: SamplingConfig = SamplingConfig(temperature=0.0),  # noqa: B008
+        rollout: RolloutSpec = RolloutSpec(),  # noqa: B008
         loss_type: LossType = "sigmoid",
         beta: PositiveFloat | None = None,
         label_smoothing: FlipRate | None = None,
@@ -77,6 +78,8 @@ class OnlineDPO(WithReference, LightningModule):
             completions_per_prompt: Completions sampled per prompt (at least 2).
             sampling: Temperature, top-p, max new tokens and truncation masking for training rollouts.
             eval_sampling: Sampling for validation (greedy by default).
+            rollout: The engine that samples completions (transformers ``generate`` on the policy, a bf16
+                copy of it, vLLM) and its precision; see :class:`~lit_align.rollout.RolloutSpec`.
             loss_type: A preference loss of :data:`lit_align.losses.specs.PREFERENCE_LOSSES` (as in :class:`DPO`).
             beta: The loss's beta; None keeps the spec's default.
             label_smoothing: Preference-flip rate for ``sigmoid``, ``rpo`` and ``robust``; None keeps the default.
@@ -108,7 +111,11 @@ class OnlineDPO(WithReference, LightningModule):
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "num_samples"])
         self.automatic_optimization = False
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
-        self.sampling, self.eval_sampling = sampling, eval_sampling  # hparams holds them as plain dicts
+        self.sampling, self.eval_sampling, self.rollout_spec = (
+            sampling,
+            eval_sampling,
+            rollout,
+        )  # hparams holds them as plain dicts
         check_group_sampling(sampling, completions_per_prompt, "OnlineDPO")
         self.loss = preference_loss_spec(loss_type, beta=beta, label_smoothing=label_smoothing)
         self.reference = Reference(
@@ -125,14 +132,18 @@ class OnlineDPO(WithReference, LightningModule):
         rewards = RewardSet(self.hparams.rewards, self.hparams.on_reward_error, key="model.init_args.rewards")
         self.policy = load_policy(self.policy_spec, device=role_device(self))
         self.reference.build(self.policy, role_device(self))
-        self.sampler = Sampler.for_policy(self.policy, self.policy_spec, rewards, self.hparams.no_signal_patience)
+        self.sampler = Sampler.for_policy(
+            self.policy, self.policy_spec, rewards, self.hparams.no_signal_patience, self.rollout_spec
+        )
 
     def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
         """(Every ``regenerate_every`` steps) sample -> rank -> pair; then one DPO step on the pairs."""
         hp, timings, extra = self.hparams, {}, {}
         if batch_idx % hp.regenerate_every == 0:  # the same decision on every rank (generation is collective)
             with timed(timings, "timing/generation"):
-                samples = self.sampler.sample(self.policy, batch, hp.completions_per_prompt, self.sampling)
+                samples = self.sampler.sample(
+                    self.policy, batch, hp.completions_per_prompt, self.sampling, version=self.global_step
+                )
             with timed(timings, "timing/scoring"):
                 scores = self.sampler.score(samples, training=True)
                 rollout, total = samples.rollout, scores.total.clone()

@@ -28,7 +28,7 @@ from lit_align.ops.logprobs import masked_mean
 from lit_align.rewards.combine import OnRewardError, RewardSet, RewardSpec
 from lit_align.roles.models import ModelSpec, load_policy
 from lit_align.roles.reference import Reference, ReferenceKind, ReferenceSpec, WithReference
-from lit_align.rollout import Rollout, SamplingConfig, ValueHead, completion_logps
+from lit_align.rollout import Rollout, RolloutSpec, SamplingConfig, ValueHead, completion_logps
 from lit_align.runtime.distributed import mean_over_ranks, world_size
 from lit_align.types import PromptBatch
 
@@ -56,6 +56,7 @@ class PPO(WithReference, LightningModule):
         completions_per_prompt: PositiveInt = 1,
         sampling: SamplingConfig = SamplingConfig(),  # noqa: B008
         eval_sampling: SamplingConfig = SamplingConfig(temperature=0.0),  # noqa: B008
+        rollout: RolloutSpec = RolloutSpec(),  # noqa: B008
         reference: ReferenceSpec | ReferenceKind = "auto",
         center_scores: bool = False,
         kl_coef: NonNegativeFloat = 0.05,
@@ -90,6 +91,8 @@ class PPO(WithReference, LightningModule):
             completions_per_prompt: Completions sampled per prompt.
             sampling: Temperature, top-p, max new tokens and truncation masking for training rollouts.
             eval_sampling: Sampling for validation (greedy by default).
+            rollout: The engine that samples completions (transformers ``generate`` on the policy, a bf16
+                copy of it, vLLM) and its precision; see :class:`~lit_align.rollout.RolloutSpec`.
             reference: Where reference log-probs come from (:class:`~lit_align.roles.reference.ReferenceSpec`).
             center_scores: Subtract from each score the mean score of its prompt's completions before the KL shaping
                 (a Bradley-Terry reward is only defined up to a per-prompt constant); needs
@@ -132,7 +135,11 @@ class PPO(WithReference, LightningModule):
         self.automatic_optimization = False
         self.policy_spec, self.value_spec = policy, value_model
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
-        self.sampling, self.eval_sampling = sampling, eval_sampling  # hparams holds them as plain dicts
+        self.sampling, self.eval_sampling, self.rollout_spec = (
+            sampling,
+            eval_sampling,
+            rollout,
+        )  # hparams holds them as plain dicts
         self.reference = Reference(reference, finetune=policy.finetune, fixed_rows=False)
         self.policy: torch.nn.Module | None = None
         self.sampler: Sampler | None = None  # built in configure_model, so a bad reward is a one-line error
@@ -148,7 +155,9 @@ class PPO(WithReference, LightningModule):
         rewards = RewardSet(self.hparams.rewards, self.hparams.on_reward_error, key="model.init_args.rewards")
         self.policy = load_policy(self.policy_spec, device=device)
         self.reference.build(self.policy, device)
-        self.sampler = Sampler.for_policy(self.policy, self.policy_spec, rewards, self.hparams.no_signal_patience)
+        self.sampler = Sampler.for_policy(
+            self.policy, self.policy_spec, rewards, self.hparams.no_signal_patience, self.rollout_spec
+        )
         if self.value_spec is not None:
             self.value_backbone = load_policy(self.value_spec, device=device)
         critic = self.value_backbone or self.policy
@@ -170,7 +179,9 @@ class PPO(WithReference, LightningModule):
         """Rollout -> scores -> KL-shaped rewards -> GAE -> ``ppo_epochs`` passes of minibatch updates."""
         hp, timings = self.hparams, {}
         with timed(timings, "timing/generation"):
-            samples = self.sampler.sample(self.policy, batch, hp.completions_per_prompt, self.sampling)
+            samples = self.sampler.sample(
+                self.policy, batch, hp.completions_per_prompt, self.sampling, version=self.global_step
+            )
         with timed(timings, "timing/scoring"):
             scores = self.sampler.score(samples, training=True)
             score = scores.total.to(self.device)  # (N,)

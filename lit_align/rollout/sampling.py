@@ -1,4 +1,4 @@
-"""Generation for the online objectives: sample G completions per prompt, mask after EOS, score tokens.
+"""Sampling settings and rollouts: repeat prompts G times, generate with transformers, mask after EOS.
 
 Shape legend: B prompts, G completions per prompt, N = B x G completions, P prompt length (left-padded),
 R completion length (up to ``max_new_tokens``), V vocabulary size.
@@ -13,7 +13,6 @@ import torch
 import torch.distributed as dist
 
 from lit_align.domains import NonNegativeFloat, PositiveInt, TopP, check_fields
-from lit_align.roles.scoring import token_scores
 from lit_align.types import PromptBatch
 
 
@@ -105,102 +104,79 @@ def stop_token_ids(model: torch.nn.Module, tokenizer) -> list[int]:  # noqa: ANN
 def generate(
     model: torch.nn.Module, batch: PromptBatch, sampling: SamplingConfig, *, pad_token_id: int, stop_ids: list[int]
 ) -> Rollout:
-    """Sample one completion per row of ``batch`` with the KV cache, under no-grad, in eval mode.
+    """Sample one completion per row of ``batch`` with transformers ``generate`` (KV cache, no-grad, eval mode).
 
     Every process must call this together when the model is sharded: with more than one process, generation runs
     with ``synced_gpus`` so ranks whose completions have ended keep stepping until all have.
+    """
+    completion_ids = generate_ids(
+        model, batch["input_ids"], batch["attention_mask"], sampling, pad_token_id=pad_token_id, stop_ids=stop_ids
+    )
+    return to_rollout(batch, completion_ids, sampling, pad_token_id=pad_token_id, stop_ids=stop_ids)
+
+
+def generate_ids(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    sampling: SamplingConfig,
+    *,
+    pad_token_id: int,
+    stop_ids: list[int],
+) -> torch.Tensor:
+    """Completion tokens from transformers ``generate`` for left-padded prompts of shape (N, P); returns (N, R).
+
+    Sampling draws from ``torch``'s global generator (seed it for repeatable samples); greedy when
+    ``sampling.temperature`` is 0; top-k is off, so only temperature and top-p shape the distribution.
     """
     was_training = model.training
     model.eval()
     greedy = sampling.temperature == 0
     sampling_args = {} if greedy else {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0}
     try:
-        out = model.generate(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            do_sample=not greedy,
-            max_new_tokens=sampling.max_new_tokens,
-            pad_token_id=pad_token_id,
-            eos_token_id=stop_ids,
-            use_cache=True,
-            synced_gpus=dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1,
-            **sampling_args,
-        )
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                do_sample=not greedy,
+                max_new_tokens=sampling.max_new_tokens,
+                pad_token_id=pad_token_id,
+                eos_token_id=stop_ids,
+                use_cache=True,
+                synced_gpus=dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1,
+                **sampling_args,
+            )
     finally:
         model.train(was_training)
-    prompt_length = batch["input_ids"].shape[1]
-    completion_ids = out[:, prompt_length:]
+    return out[:, input_ids.shape[1] :]
+
+
+def to_rollout(
+    batch: PromptBatch,
+    completion_ids: torch.Tensor,
+    sampling: SamplingConfig,
+    *,
+    pad_token_id: int,
+    stop_ids: list[int],
+) -> Rollout:
+    """Prompts and sampled tokens as a :class:`Rollout`: counted up to and including the first stop token.
+
+    Args:
+        batch: The prompts, left-padded. Shape: (N, P)
+        completion_ids: Sampled tokens, whatever follows a stop token is ignored (any engine's output, right-padded
+            to the longest completion). Shape: (N, R)
+        sampling: ``mask_truncated`` leaves completions without a stop token out of the loss.
+        pad_token_id: Written wherever a token does not count.
+        stop_ids: Token ids that end a completion.
+
+    """
     mask, truncated = mask_after_eos(completion_ids, stop_ids)
     completion_ids = completion_ids.masked_fill(~mask, pad_token_id)
     attention_mask = torch.cat([batch["attention_mask"], mask.long()], dim=1)
+    input_ids = torch.cat([batch["input_ids"], completion_ids], dim=1).masked_fill(attention_mask == 0, pad_token_id)
     if sampling.mask_truncated:
         mask = mask & ~truncated.unsqueeze(-1)
-    return Rollout(out.masked_fill(attention_mask == 0, pad_token_id), attention_mask, completion_ids, mask, truncated)
-
-
-class CompletionScores(NamedTuple):
-    """Per-token outputs of a forward pass over a rollout; entropy and values only when asked. Shapes: (N, R)."""
-
-    token_logps: torch.Tensor
-    entropy: torch.Tensor | None = None
-    values: torch.Tensor | None = None
-
-
-def completion_logps(
-    model: torch.nn.Module,
-    rollout: Rollout,
-    *,
-    with_entropy: bool = False,
-    value_head: torch.nn.Module | None = None,
-    temperature: float = 1.0,
-) -> CompletionScores:
-    """Log-probability of each completion token under ``model`` (gradients flow when enabled by the caller).
-
-    Position ids count real tokens only, as in generation with left padding; only the logits that predict
-    completion tokens are computed (``logits_to_keep``). With ``value_head``, the value of the state before each
-    completion token is read from the last hidden state at the same positions. ``temperature`` divides the logits,
-    so that tokens sampled at a temperature are scored under the distribution that sampled them (0 means greedy
-    and scores at 1).
-    """
-    n, r = rollout.completion_ids.shape
-    position_ids = (rollout.attention_mask.cumsum(-1) - 1).clamp(min=0)
-    # The last R + 1 positions are kept: position P - 1 + t predicts completion token t; the last predicts nothing.
-    no_target = rollout.completion_ids.new_zeros(n, 1)
-    scores = token_scores(
-        model,
-        rollout.input_ids,
-        rollout.attention_mask,
-        torch.cat([rollout.completion_ids, no_target], dim=1),
-        torch.cat([rollout.completion_mask, no_target.bool()], dim=1),
-        position_ids=position_ids,
-        logits_to_keep=r + 1,
-        temperature=temperature,
-        with_stats=with_entropy,
-        with_hidden=value_head is not None,
-    )
-    entropy = None if scores.entropy is None else scores.entropy[:, :-1]
-    values = None if value_head is None else value_head(scores.hidden[:, :-1])  # (N, R)
-    return CompletionScores(scores.logps[:, :-1], entropy, values)
-
-
-class ValueHead(torch.nn.Module):
-    """A scalar value per position from a causal LM's last hidden state (PPO's critic head).
-
-    Args:
-        hidden_size: Width of the model's hidden state.
-
-    """
-
-    def __init__(self, hidden_size: int) -> None:
-        """See the class docstring."""
-        super().__init__()
-        self.summary = torch.nn.Linear(hidden_size, 1)
-        torch.nn.init.zeros_(self.summary.weight)
-        torch.nn.init.zeros_(self.summary.bias)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Values of hidden states of shape (N, R, H); returns shape (N, R)."""
-        return self.summary(hidden.to(self.summary.weight.dtype)).squeeze(-1)
+    return Rollout(input_ids, attention_mask, completion_ids, mask, truncated)
 
 
 # Checkpoints keep the module's hyperparameters; let them load with torch.load(weights_only=True).
