@@ -11,8 +11,9 @@ trl==1.16.0``); without it only lit-align is measured.
 
 Both tools do the same fp32 work by default: TRL's CPU defaults (bf16 autocast, gradient checkpointing) are
 turned off; the reference is a frozen copy held in memory and scored once per step in both; AdamW (torch),
-gradient clipping at 1.0, dropout off. ``--precision bf16-mixed`` runs lit-align with Lightning's bf16 autocast
-and TRL with ``bf16=True``.
+gradient clipping at 1.0, dropout off (LoRA dropout too: TRL's ``disable_dropout`` zeroes it). ``--precision
+bf16-mixed`` runs lit-align with Lightning's bf16 autocast and TRL with ``bf16=True``; ``--gradient-checkpointing``
+and ``--optimizer adamw8bit`` (bitsandbytes) turn the memory options on in both.
 
 Workloads (tiny Llamas are random, with a 2048-token byte-level BPE vocabulary trained here; rows are made of
 single-token pseudo-words so their token lengths are exact):
@@ -174,15 +175,23 @@ def matmul_peak_gflops(dtype: str = "float32", size: int = 2048, repeats: int = 
 # ---------------------------------------------------------------------------------------------------- children
 
 
+def _optimizer_class(name: str) -> type:
+    import torch
+
+    if name == "adamw8bit":
+        import bitsandbytes
+
+        return bitsandbytes.optim.AdamW8bit
+    return torch.optim.AdamW
+
+
 class _Peak:
     @staticmethod
     def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_lit_align(
-    model: str, data: str, workload: dict, steps: int, precision: str, rollout_dtype: str = "auto"
-) -> dict:
+def run_lit_align(model: str, data: str, workload: dict, steps: int, precision: str, options: dict) -> dict:
     """Step times of lit-align's DPO or GRPO under a Lightning Trainer."""
     import torch
     from lightning import Callback, Trainer
@@ -204,9 +213,10 @@ def run_lit_align(
             self.times.append(time.perf_counter() - self.start)
 
     torch.manual_seed(0)
-    lora = {"finetune": "lora", "lora_r": 16} if workload.get("lora") else {}
-    policy = ModelSpec(name_or_path=model, **lora)
-    optimizer = lambda p: torch.optim.AdamW(p, lr=1e-6)  # noqa: E731
+    # LoRA dropout 0: TRL's disable_dropout sets every nn.Dropout, the LoRA ones included, to p = 0.
+    lora = {"finetune": "lora", "lora_r": 16, "lora_dropout": 0.0} if workload.get("lora") else {}
+    policy = ModelSpec(name_or_path=model, gradient_checkpointing=options["gradient_checkpointing"], **lora)
+    optimizer = lambda p: _optimizer_class(options["optimizer"])(p, lr=1e-6)  # noqa: E731
     if workload["kind"] == "dpo":
         module = DPO(policy=policy, reference="adapter" if lora else "copy", optimizer=optimizer)
         source = DataSource(path=data, num_rows=PAIRS * (steps + 1), num_val_rows=1)
@@ -222,7 +232,7 @@ def run_lit_align(
             completions_per_prompt=GROUP,
             sampling=SamplingConfig(max_new_tokens=workload["new_tokens"], temperature=1.0),
             kl_coef=workload["beta"],
-            rollout=RolloutSpec(dtype=rollout_dtype),
+            rollout=RolloutSpec(dtype=options["rollout_dtype"]),
             log_samples_every_n_steps=0,
             optimizer=optimizer,
         )
@@ -248,7 +258,7 @@ def run_lit_align(
     return {"times": timer.times, "peak_rss_mb": _Peak.rss_mb()}
 
 
-def run_trl(model: str, data: str, workload: dict, steps: int, precision: str) -> dict:
+def run_trl(model: str, data: str, workload: dict, steps: int, precision: str, options: dict) -> dict:
     """Step times of TRL's DPOTrainer or GRPOTrainer with the same work."""
     import datasets
     import torch
@@ -273,10 +283,10 @@ def run_trl(model: str, data: str, workload: dict, steps: int, precision: str) -
         "max_steps": steps,
         "learning_rate": 1e-6,
         "lr_scheduler_type": "constant",
-        "optim": "adamw_torch",
+        "optim": "adamw_bnb_8bit" if options["optimizer"] == "adamw8bit" else "adamw_torch",
         "max_grad_norm": 1.0,
         "bf16": precision == "bf16-mixed",
-        "gradient_checkpointing": False,
+        "gradient_checkpointing": options["gradient_checkpointing"],
         "use_cpu": True,
         "report_to": [],
         "logging_steps": 10_000,
@@ -344,17 +354,25 @@ def main() -> None:
         choices=["auto", "bfloat16"],
         help="lit-align GRPO only: sample with the policy (auto) or a bf16 copy of it (model.init_args.rollout.dtype)",
     )
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="both tools recompute each block in the backward pass (lit-align: policy.gradient_checkpointing)",
+    )
+    parser.add_argument(
+        "--optimizer",
+        default="adamw",
+        choices=["adamw", "adamw8bit"],
+        help="torch AdamW, or bitsandbytes' 8-bit AdamW in both (TRL: optim=adamw_bnb_8bit)",
+    )
     parser.add_argument("--tools", nargs="+", default=["lit-align", "trl"], choices=["lit-align", "trl"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         tool, model, data, name = json.loads(args.child)
-        workload = WORKLOADS[name]
-        if tool == "lit-align":
-            result = run_lit_align(model, data, workload, args.steps, args.precision, args.rollout_dtype)
-        else:
-            result = run_trl(model, data, workload, args.steps, args.precision)
-        print("RESULT " + json.dumps(result))
+        run = run_lit_align if tool == "lit-align" else run_trl
+        options = {k: getattr(args, k) for k in ("rollout_dtype", "gradient_checkpointing", "optimizer")}
+        print("RESULT " + json.dumps(run(model, data, WORKLOADS[name], args.steps, args.precision, options)))
         return
     import torch
     import transformers
@@ -368,8 +386,9 @@ def main() -> None:
     peak = matmul_peak_gflops("bfloat16" if args.precision == "bf16-mixed" else "float32")
     print(
         f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, torch {torch.__version__}, transformers "
-        f"{transformers.__version__}, TRL {trl_version}, precision {args.precision}, lit-align rollout dtype "
-        f"{args.rollout_dtype}, matmul peak {peak:.0f} GFLOP/s"
+        f"{transformers.__version__}, TRL {trl_version}, precision {args.precision}, optimizer {args.optimizer}, "
+        f"gradient checkpointing {args.gradient_checkpointing}, lit-align rollout dtype {args.rollout_dtype}, "
+        f"matmul peak {peak:.0f} GFLOP/s"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     with tempfile.TemporaryDirectory() as tmp:
@@ -405,6 +424,9 @@ def main() -> None:
                         args.precision,
                         "--rollout-dtype",
                         args.rollout_dtype,
+                        "--optimizer",
+                        args.optimizer,
+                        *(["--gradient-checkpointing"] if args.gradient_checkpointing else []),
                     ]
                     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
                     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]

@@ -96,6 +96,41 @@ def test_dtype_attention_and_gradient_checkpointing_options_apply():
     assert torch.isfinite(_train_steps(policy, steps=1))
 
 
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_gradient_checkpointing_recomputes_each_block_and_keeps_every_gradient(finetune):
+    """Per-block recomputation (non-reentrant) gives the gradients of the plain pass, with and without LoRA."""
+    from lit_align.roles.scoring import token_scores
+
+    def grads(checkpointing: bool) -> tuple[dict, int]:
+        torch.manual_seed(0)  # the same LoRA initialisation in both
+        policy = load_policy(
+            ModelSpec(name_or_path=BASE, finetune=finetune, lora_dropout=0.0, gradient_checkpointing=checkpointing)
+        )
+        with torch.no_grad():
+            for name, p in policy.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(std=0.1)  # a trained adapter, so every LoRA weight gets a gradient
+        blocks = policy.get_base_model().model.layers if finetune == "lora" else policy.model.layers
+        calls = []
+        hooks = [block.register_forward_pre_hook(lambda *_: calls.append(1)) for block in blocks]
+        batch = _batch()
+        targets = batch["input_ids"].roll(-1, dims=1)
+        scores = token_scores(
+            policy, batch["input_ids"], batch["attention_mask"], targets, torch.ones_like(targets).bool()
+        )
+        scores.logps.sum().backward()
+        for hook in hooks:
+            hook.remove()
+        return {n: p.grad for n, p in policy.named_parameters() if p.grad is not None}, len(calls) // len(blocks)
+
+    plain, plain_calls = grads(False)
+    checkpointed, checkpointed_calls = grads(True)
+    assert (plain_calls, checkpointed_calls) == (1, 2)  # each block runs again in the backward pass
+    assert plain.keys() == checkpointed.keys() and plain
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, rtol=0, atol=1e-6, msg=name)
+
+
 def test_a_gguf_file_is_a_model_path_and_other_files_are_not(tmp_path):
     from lit_align.roles.paths import hf_location
 
