@@ -186,15 +186,12 @@ def _cache_argument(model: torch.nn.Module) -> str | None:
     return next((name for name in ("cache", "past_key_values") if name in parameters), None)
 
 
-def shares_prefix(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> bool:
-    """Whether :func:`shared_prefix_logps` is exact and worth it for this model and batch.
+def reuses_cache_exactly(model: torch.nn.Module) -> bool:
+    """Whether rows may continue from a KV cache computed once for their shared prompt, exactly.
 
-    Needs: a transformers model (not remote code) with full attention only (a sliding window would drop cached
-    keys), not FSDP-sharded (gradients that reach a block through its cached keys and values bypass the hooks that
-    gather its weights for the backward), no gradient checkpointing (Hugging Face turns the cache off under it), the
-    two halves of the batch
-    starting with the same prompt of at least two tokens, and fewer padded tokens than the whole rows (prompts of
-    very unequal length in one batch pad both passes).
+    Needs a transformers model (not remote code) with full attention only (a sliding window would drop cached keys),
+    not FSDP-sharded (gradients that reach a block through its cached keys and values bypass the hooks that gather
+    its weights for the backward), and no gradient checkpointing (Hugging Face turns the cache off under it).
     """
     base = getattr(model, "get_base_model", lambda: model)()
     config = getattr(base, "config", None)
@@ -204,7 +201,17 @@ def shares_prefix(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> boo
         return False
     if getattr(base, "is_gradient_checkpointing", False) or getattr(config, "sliding_window", None) is not None:
         return False
-    if any(kind != "full_attention" for kind in getattr(config, "layer_types", None) or ()):
+    return all(kind == "full_attention" for kind in getattr(config, "layer_types", None) or ())
+
+
+def shares_prefix(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> bool:
+    """Whether :func:`shared_prefix_logps` is exact and worth it for this model and batch.
+
+    Needs: a model for which :func:`reuses_cache_exactly` holds, the two halves of the batch starting with the same
+    prompt of at least two tokens, and fewer padded tokens than the whole rows (prompts of very unequal length in
+    one batch pad both passes).
+    """
+    if not reuses_cache_exactly(model):
         return False
     ids, labels = batch["input_ids"], batch["labels"]
     if len(ids) % 2:
@@ -276,3 +283,86 @@ def shared_prefix_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) 
         **{cache_name: cache},
     )
     return scores.logps.sum(-1)
+
+
+def prompt_groups(model: torch.nn.Module, prompt_ids: torch.Tensor) -> torch.Tensor | None:
+    """Which run of identical consecutive prompts each row belongs to, when sharing their pass pays and is exact.
+
+    Online objectives sample G completions per prompt into G consecutive rows, so their prompts are run G times in
+    a whole-row pass. Returns None unless :func:`reuses_cache_exactly` holds, prompts have at least two tokens, and
+    there are at most half as many distinct runs as rows.
+
+    Args:
+        model: The model that will score the rows.
+        prompt_ids: Left-padded prompts of the rows. Shape: (N, P)
+
+    Returns:
+        The run index of every row, or None. Shape: (N,)
+
+    """
+    n, width = prompt_ids.shape
+    if n < 2 or width < 2 or not reuses_cache_exactly(model):
+        return None
+    starts = torch.ones(n, dtype=torch.bool, device=prompt_ids.device)
+    starts[1:] = (prompt_ids[1:] != prompt_ids[:-1]).any(-1)
+    if 2 * int(starts.sum()) > n:
+        return None
+    return starts.long().cumsum(0) - 1
+
+
+def shared_prompt_token_scores(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    prompt_length: int,
+    groups: torch.Tensor,
+    **kwargs: Any,
+) -> TokenScores:
+    """:func:`token_scores` of the last ``K = T - P + 1`` positions, each group's left-padded prompt run once (exact).
+
+    The first ``P - 1`` prompt tokens of each group (see :func:`prompt_groups`) run once with the KV cache on; the
+    cache is repeated for the group's rows, which continue with the last prompt token plus their completion at the
+    positions a whole-row pass gives them. Gradients flow through the cache to the prompt.
+
+    Args:
+        model: A causal LM for which :func:`reuses_cache_exactly` holds.
+        input_ids: Left-padded prompts, then completions. Shape: (N, T)
+        attention_mask: 1 for real tokens. Shape: (N, T)
+        position_ids: Positions of a whole-row pass. Shape: (N, T)
+        targets: The token each of the last K positions predicts. Shape: (N, K)
+        mask: Bool, True where a position is scored. Shape: (N, K)
+        prompt_length: P, the padded prompt length.
+        groups: Group index of every row (rows of a group share their prompt). Shape: (N,)
+        kwargs: Passed on to :func:`token_scores` (temperature, stats, hidden states).
+
+    Returns:
+        :class:`TokenScores` of shape (N, K).
+
+    """
+    first = torch.ones_like(groups, dtype=torch.bool)
+    first[1:] = groups[1:] != groups[:-1]
+    cut = prompt_length - 1
+    out = model(
+        input_ids=input_ids[first, :cut],
+        attention_mask=attention_mask[first, :cut],
+        position_ids=position_ids[first, :cut],
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    cache = getattr(out, "cache", None) or out.past_key_values
+    cache.reorder_cache(groups)
+    return token_scores(
+        model,
+        input_ids[:, cut:],
+        attention_mask,
+        targets,
+        mask,
+        position_ids=position_ids[:, cut:],
+        use_cache=True,
+        **{_cache_argument(model): cache},
+        **kwargs,
+    )

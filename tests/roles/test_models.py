@@ -112,7 +112,7 @@ def test_gradient_checkpointing_recomputes_each_block_and_keeps_every_gradient(f
                     p.normal_(std=0.1)  # a trained adapter, so every LoRA weight gets a gradient
         blocks = policy.get_base_model().model.layers if finetune == "lora" else policy.model.layers
         calls = []
-        hooks = [block.register_forward_pre_hook(lambda *_: calls.append(1)) for block in blocks]
+        hooks = [block.mlp.register_forward_pre_hook(lambda *_: calls.append(1)) for block in blocks]
         batch = _batch()
         targets = batch["input_ids"].roll(-1, dims=1)
         scores = token_scores(

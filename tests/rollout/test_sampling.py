@@ -2,6 +2,7 @@
 
 import torch
 
+import lit_align.roles.scoring as scoring_module
 from lit_align.data import PromptDataModule
 from lit_align.data.sources import DataSource
 from lit_align.roles.models import ModelSpec, load_policy
@@ -78,3 +79,78 @@ def test_completion_logps_score_at_the_sampling_temperature():
     mask = rollout.completion_mask  # tokens after EOS are not scored (0)
     assert torch.allclose(hot[mask], by_hand.squeeze(-1)[mask], atol=1e-5) and (hot[~mask] == 0).all()
     assert not torch.allclose(hot[mask], plain[mask], atol=1e-3)
+
+
+def _grouped_rollout(group_size: int = 3):
+    """Two left-padded prompts of unequal length, ``group_size`` completions each; some end early at EOS."""
+    from lit_align.rollout import Rollout
+
+    torch.manual_seed(0)
+    prompts = [torch.randint(5, 100, (7,)), torch.randint(5, 100, (4,))]
+    width, r = 7, 5
+    prompt_ids = torch.stack([torch.cat([torch.zeros(width - len(p), dtype=torch.long), p]) for p in prompts])
+    prompt_mask = (torch.arange(width) >= torch.tensor([[width - len(p)] for p in prompts])).long()
+    prompt_ids, prompt_mask = (t.repeat_interleave(group_size, dim=0) for t in (prompt_ids, prompt_mask))
+    completion_ids = torch.randint(5, 100, (len(prompt_ids), r))
+    completion_mask = torch.ones_like(completion_ids, dtype=torch.bool)
+    completion_mask[1, 3:] = False  # ended after 3 tokens
+    completion_ids = completion_ids.masked_fill(~completion_mask, 0)
+    attention = torch.cat([prompt_mask, completion_mask.long()], dim=1)
+    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+    return Rollout(input_ids, attention, completion_ids, completion_mask, ~completion_mask.all(-1))
+
+
+def test_completions_of_one_prompt_share_its_pass_exactly(monkeypatch):
+    """Log-probs, entropy, values and every gradient equal the whole-row pass (float64 weights).
+
+    The LM head's log-softmax runs in float32 in both, so gradients agree to about 1e-7 of their largest entry.
+    """
+    import lit_align.rollout.scoring as rollout_scoring
+    from lit_align.rollout import ValueHead
+
+    policy = load_policy(ModelSpec()).double()
+    head = ValueHead(policy.config.hidden_size).double()
+    torch.nn.init.normal_(head.summary.weight)
+    rollout = _grouped_rollout()
+    groups = rollout_scoring.prompt_groups(policy, rollout.input_ids[:, : rollout.prompt_length])
+    assert groups.tolist() == [0, 0, 0, 1, 1, 1]
+    calls = []
+    monkeypatch.setattr(
+        rollout_scoring,
+        "shared_prompt_token_scores",
+        lambda *a, **k: calls.append(1) or scoring_module.shared_prompt_token_scores(*a, **k),
+    )
+
+    def scored():
+        policy.zero_grad()
+        head.zero_grad()
+        out = completion_logps(policy, rollout, with_entropy=True, value_head=head, temperature=0.7)
+        (out.token_logps.sum() + out.values.sum()).backward()
+        grads = {n: p.grad.clone() for n, p in [*policy.named_parameters(), *head.named_parameters()]}
+        return out, grads
+
+    shared, shared_grads = scored()
+    assert calls == [1]
+    with monkeypatch.context() as m:
+        m.setattr(rollout_scoring, "prompt_groups", lambda model, ids: None)
+        whole, whole_grads = scored()
+    for a, b in zip(shared, whole, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    for name, grad in whole_grads.items():
+        scale = grad.abs().max().clamp(min=1)
+        torch.testing.assert_close(shared_grads[name], grad, rtol=0, atol=1e-6 * scale.item(), msg=name)
+
+
+def test_prompts_are_shared_only_when_exact_and_worth_it():
+    from lit_align.roles.scoring import prompt_groups
+
+    policy = load_policy(ModelSpec())
+    rollout = _grouped_rollout()
+    prompts = rollout.input_ids[:, : rollout.prompt_length]
+    assert prompt_groups(policy, prompts[::3]) is None  # one completion per prompt: nothing to share
+    mixed = prompts.clone()
+    mixed[1, -1] += 1  # a different prompt in the middle of a group: 4 runs for 6 rows
+    assert prompt_groups(policy, mixed) is None
+    assert prompt_groups(policy, prompts[:, -1:]) is None  # 1-token prompts
+    policy.gradient_checkpointing_enable()  # Hugging Face turns the cache off under it
+    assert prompt_groups(policy, prompts) is None
