@@ -26,6 +26,7 @@ from lit_align.ops.logprobs import masked_mean
 from lit_align.rewards.combine import OnRewardError, RewardSet, RewardSpec
 from lit_align.roles.models import ModelSpec, load_policy
 from lit_align.roles.reference import Reference, ReferenceKind, ReferenceSpec, WithReference
+from lit_align.roles.scoring import without_autograd
 from lit_align.rollout import Rollout, RolloutSpec, SamplingConfig, completion_logps
 from lit_align.runtime.distributed import mean_over_ranks
 from lit_align.types import PromptBatch
@@ -160,12 +161,12 @@ class GRPO(WithReference, LightningModule):
         n = len(advantages)
         size = hp.mini_batch_size or n
         old_logps = ref_logps = None
-        with torch.no_grad():
-            if hp.num_iterations > 1 or size < n:  # later updates are off-policy: keep the sampling policy's logps
-                old_logps = completion_logps(self.policy, rollout, temperature=temperature).token_logps
-            if hp.kl_coef:
-                with self.reference.use() as ref:
-                    ref_logps = completion_logps(ref, rollout, temperature=temperature).token_logps
+        if hp.num_iterations > 1 or size < n:  # later updates are off-policy: keep the sampling policy's logps
+            with without_autograd(self):
+                old_logps = completion_logps(self.policy, rollout, temperature=temperature).token_logps.clone()
+        if hp.kl_coef:
+            with self.reference.use() as ref:
+                ref_logps = completion_logps(ref, rollout, temperature=temperature).token_logps.clone()
         history: dict[str, list[torch.Tensor]] = {}
         for _ in range(hp.num_iterations):
             for start in range(0, n, size):

@@ -175,7 +175,7 @@ class OnlineDPO(WithReference, LightningModule):
         if self.loss.needs_reference:
             with self.reference.use() as ref:
                 ref_logps = (completion_logps(ref, pairs).token_logps * mask).sum(-1)
-            refs = ref_logps.chunk(2)
+            refs = ref_logps.clone().chunk(2)
         normalizer = token_normalizer(chosen_lengths.sum())
         out = self.loss(*logps.chunk(2), chosen_lengths, rejected_lengths, *refs, nll_normalizer=normalizer)
         manual_step(self, out.loss, self.hparams.max_grad_norm)

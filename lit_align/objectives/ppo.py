@@ -28,6 +28,7 @@ from lit_align.ops.logprobs import masked_mean
 from lit_align.rewards.combine import OnRewardError, RewardSet, RewardSpec
 from lit_align.roles.models import ModelSpec, load_policy
 from lit_align.roles.reference import Reference, ReferenceKind, ReferenceSpec, WithReference
+from lit_align.roles.scoring import without_autograd
 from lit_align.rollout import Rollout, RolloutSpec, SamplingConfig, ValueHead, completion_logps
 from lit_align.runtime.distributed import mean_over_ranks, world_size
 from lit_align.types import PromptBatch
@@ -190,10 +191,10 @@ class PPO(WithReference, LightningModule):
                 score = group_advantages(score, hp.completions_per_prompt, "none")  # score - its prompt's mean
             rollout = samples.rollout
             rollout = rollout._replace(completion_mask=rollout.completion_mask & known.unsqueeze(-1))
-            with torch.no_grad():
-                old_logps, old_values, _ = self._scores(rollout)
-                with self.reference.use() as ref:
-                    ref_logps = completion_logps(ref, rollout, temperature=self.sampling.temperature).token_logps
+            with without_autograd(self):
+                old_logps, old_values = (t.clone() for t in self._scores(rollout)[:2])
+            with self.reference.use() as ref:
+                ref_logps = completion_logps(ref, rollout, temperature=self.sampling.temperature).token_logps.clone()
             mask = rollout.completion_mask
             token_rewards, kl = kl_shaped_rewards(score, old_logps, ref_logps, mask, kl_coef=self.kl_coef)
             advantages, returns = gae(token_rewards, old_values, mask, gamma=hp.gamma, lam=hp.gae_lambda)

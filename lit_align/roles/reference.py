@@ -36,7 +36,7 @@ from torch.distributed.tensor import DTensor
 from lit_align.domains import NonNegativeInt, check_fields
 from lit_align.errors import LitAlignError
 from lit_align.roles.models import Finetune, ModelSpec, load_frozen
-from lit_align.roles.scoring import stacked_logps
+from lit_align.roles.scoring import stacked_logps, without_autograd
 from lit_align.types import OrderedSplits
 
 ReferenceKind = Literal["auto", "none", "copy", "adapter", "model", "precomputed"]
@@ -147,16 +147,18 @@ class Reference(torch.nn.Module):
 
     @contextmanager
     def use(self) -> Iterator[torch.nn.Module]:
-        """Yield the module that computes reference outputs, under no-grad.
+        """Yield the module that computes reference outputs, without autograd.
 
-        That is the policy with its adapter off (``adapter``), or the held reference (``copy``, ``model``).
+        That is the policy with its adapter off (``adapter``), or the held reference (``copy``, ``model``). Outputs
+        are inference tensors (see :func:`~lit_align.roles.scoring.without_autograd`): ``clone()`` what you keep.
         """
         if self.kind in ("none", "precomputed"):
             raise RuntimeError(f"a '{self.kind}' reference holds no model to run")
         policy = self.policy
+        model = policy if self.kind == "adapter" else self.model
         adapter_off = policy.disable_adapter() if self.kind == "adapter" else nullcontext()
-        with torch.no_grad(), adapter_off:
-            yield policy if self.kind == "adapter" else self.model
+        with without_autograd(model), adapter_off:
+            yield model
 
     def logps(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         """Reference log-probs of every row of a stacked batch (pairs or KTO rows), from the cache or a model.
@@ -167,7 +169,8 @@ class Reference(torch.nn.Module):
         """
         if self.kind != "precomputed":
             with self.use() as model:
-                return stacked_logps(model, batch)[0]
+                logps = stacked_logps(model, batch)[0]
+            return logps.clone()  # a plain tensor, usable in the loss's autograd graph
         if stage not in self.cache:
             raise LitAlignError(
                 f"{self.key}: 'precomputed' has no reference log-probs for the {stage} split (they are computed when "

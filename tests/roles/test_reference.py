@@ -177,3 +177,15 @@ def test_unrefreshed_checkpoint_loads_strictly():
     del checkpoint["state_dict"]["policy.lm_head.weight"]
     with pytest.raises(RuntimeError, match="Missing key"):
         fresh.load_state_dict(checkpoint["state_dict"], strict=True)
+
+
+def test_reference_runs_in_inference_mode_and_hands_back_plain_tensors():
+    policy = load_policy(ModelSpec(name_or_path=BASE))
+    reference = Reference("copy", finetune="full")
+    reference.build(policy)
+    with reference.use():
+        assert torch.is_inference_mode_enabled()
+    dm = PairwiseDataModule(source=DataSource(num_rows=4, num_val_rows=4), batch_size=4)
+    dm.setup("fit")
+    logps = reference.logps(next(iter(dm.val_dataloader())), "val")
+    assert not logps.is_inference() and not logps.requires_grad  # usable in the loss's graph, carrying no graph
