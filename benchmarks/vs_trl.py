@@ -28,10 +28,10 @@ single-token pseudo-words so their token lengths are exact):
 
 Printed per workload and tool: the step time, median over runs of each run's median step (the first two steps are
 warm-up; with the length mix, each run's mean step over one epoch of 16 batches, since length-grouped batches
-differ by design), tokens/s (non-padding tokens
-of the policy forward: prompt + chosen + prompt + rejected, or prompt + completion), the share of this machine's
-matmul peak that the step's model matmuls (policy forward and backward, reference forward; full logits) would
-take, and the median peak RSS; then lit-align's speed over TRL's and TRL's RSS over lit-align's.
+differ by design), tokens/s (non-padding tokens of the policy forward: prompt + chosen + prompt + rejected, or
+prompt + completion), the share of this machine's matmul peak that whole-row passes of the step would take
+(``_flops_per_step``; above 100% means the tool skips work, e.g. by running shared prompts once), and the median
+peak RSS; then lit-align's speed over TRL's and TRL's RSS over lit-align's.
 """
 
 from __future__ import annotations
@@ -337,9 +337,17 @@ def run_trl(model: str, data: str, workload: dict, steps: int, precision: str, o
 # ---------------------------------------------------------------------------------------------------- parent
 
 
-def _flops_per_step(params: int, tokens: float, kind: str) -> float:
-    """Model matmul FLOPs of one step: 6 N per policy token (forward + backward), 2 N per reference token."""
-    return (6 + 2) * params * tokens if kind == "dpo" else (6 + 2 + 2) * params * tokens  # GRPO: + old log-probs
+def _flops_per_step(params: int, tokens: float, workload: dict) -> float:
+    """Model matmul FLOPs of one step of whole-row passes.
+
+    Per policy token 6 N (forward + backward; 4 N under LoRA, which computes no base-weight gradient), 2 N per
+    reference token (DPO; GRPO when its KL weight is not 0), and for GRPO 2 N per token of generation (one
+    cached forward per token; prompt and completion counted alike, an upper bound).
+    """
+    policy = 4 if workload.get("lora") else 6
+    if workload["kind"] == "dpo":
+        return (policy + 2) * params * tokens
+    return (policy + (2 if workload["beta"] else 0) + 2) * params * tokens
 
 
 def main() -> None:
@@ -440,7 +448,7 @@ def main() -> None:
             for tool, runs in results.items():
                 step[tool] = statistics.median(summary(r["times"][warm:]) for r in runs)
                 rss = statistics.median(r["peak_rss_mb"] for r in runs)
-                share = _flops_per_step(params, tokens, workload["kind"]) / step[tool] / (peak * 1e9)
+                share = _flops_per_step(params, tokens, workload) / step[tool] / (peak * 1e9)
                 spread = [round(summary(r["times"][warm:]), 3) for r in runs]
                 print(
                     f"  {tool:9s} step {step[tool]:7.3f} s (runs {spread})  {tokens / step[tool]:8.0f} tokens/s  "
