@@ -50,8 +50,18 @@ class RolloutSpec:
     max_model_len: PositiveInt | None = None
 
     def __post_init__(self) -> None:
-        """Refuse values outside their domain (see :mod:`lit_align.domains`)."""
+        """Refuse values outside their domain (see :mod:`lit_align.domains`) and vLLM settings without vLLM.
+
+        Raises:
+            ConfigError: ``gpu_memory_utilization`` or ``max_model_len`` set for the transformers engine, which
+                would ignore them.
+
+        """
         check_fields(self)
+        if self.engine == "transformers":
+            for name, default in (("gpu_memory_utilization", 0.3), ("max_model_len", None)):
+                if getattr(self, name) != default:
+                    raise ConfigError(f"{ENGINE_KEY}.{name}", "is a vLLM setting: the transformers engine ignores it")
 
 
 class RolloutEngine(ABC):

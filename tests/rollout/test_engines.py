@@ -128,6 +128,8 @@ def test_engine_by_import_path_and_bad_names():
     assert isinstance(build_engine(RolloutSpec(engine="tests.rollout.fakes.FixedEngine")), fakes.FixedEngine)
     with pytest.raises(ConfigError, match="rollout.engine.*RolloutEngine subclass"):
         build_engine(RolloutSpec(engine="torch.nn.Linear"))
+    with pytest.raises(ConfigError, match="rollout.max_model_len: is a vLLM setting"):
+        RolloutSpec(max_model_len=512)
     with pytest.raises(ConfigError, match="rollout.engine.*cannot import"):
         build_engine(RolloutSpec(engine="no_such_package.Engine"))
     if "vllm" not in sys.modules:
