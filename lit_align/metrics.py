@@ -5,6 +5,9 @@ Shape legend: B batch, T sequence length, V vocabulary size.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Hashable, Sequence
+
 import torch
 from lightning import LightningModule
 
@@ -132,11 +135,11 @@ def log_metrics(module: LightningModule, metrics: dict[str, torch.Tensor], stage
     module.log_dict({k: v for k, v in named.items() if k not in bar}, batch_size=batch_size, sync_dist=True)
 
 
-def distinct_n(sequences: list[list[int]], n: int = 2) -> float:
+def distinct_n(sequences: Sequence[Sequence[Hashable]], n: int = 2) -> float:
     """Distinct-n (Li et al., 2016; arXiv:1510.03055): unique n-grams / all n-grams over a set of completions.
 
     Args:
-        sequences: Token ids of each completion (without padding).
+        sequences: Token ids (or words) of each completion, without padding.
         n: N-gram size.
 
     Returns:
@@ -166,3 +169,141 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
         return ((x - mean) ** 2 * mask).sum() / count
 
     return 1 - var(returns - values) / var(returns).clamp(min=1e-8)
+
+
+# Evaluation metrics over lists of responses (``lit-align evaluate``, ``check-data``, the win-rate callback).
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float, float, int]:
+    """Mean and sample standard deviation (n - 1, as ``torch.std``) of the known values; None and NaN are left out.
+
+    Returns:
+        ``(mean, std, known)``; the mean is NaN without a known value, the std 0.0 with fewer than two.
+
+    """
+    known = [float(v) for v in values if v is not None and not math.isnan(v)]
+    if not known:
+        return math.nan, 0.0, 0
+    mean = sum(known) / len(known)
+    if len(known) < 2:
+        return mean, 0.0, len(known)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in known) / (len(known) - 1)), len(known)
+
+
+def win_tie_rates(scores: Sequence[float | None], reference_scores: Sequence[float | None]) -> tuple[float, float, int]:
+    """Win rate against a reference's responses, ties counting half, and the tie rate.
+
+    win_rate = mean_i (1[s_i > r_i] + 0.5 * 1[s_i = r_i]),   tie_rate = mean_i 1[s_i = r_i]
+
+    over the pairs i where both scores are known (None or NaN leaves a pair out).
+
+    Returns:
+        ``(win_rate, tie_rate, pairs compared)``; NaN rates when no pair has both scores.
+
+    """
+    assert len(scores) == len(reference_scores), "one reference score per score"
+    pairs = [
+        (float(s), float(r))
+        for s, r in zip(scores, reference_scores, strict=True)
+        if s is not None and r is not None and not math.isnan(s) and not math.isnan(r)
+    ]
+    if not pairs:
+        return math.nan, math.nan, 0
+    wins = sum(s > r for s, r in pairs)
+    ties = sum(s == r for s, r in pairs)
+    return (wins + 0.5 * ties) / len(pairs), ties / len(pairs), len(pairs)
+
+
+def best_of_n(scores: Sequence[Sequence[float | None]]) -> list[int | None]:
+    """Index of the best-scored response of each prompt (the first of equal best), None when none is scored.
+
+    Args:
+        scores: N scores per prompt, None or NaN where the scorer could not score a response.
+
+    """
+    picks: list[int | None] = []
+    for row in scores:
+        known = [(float(v), -i) for i, v in enumerate(row) if v is not None and not math.isnan(v)]
+        picks.append(-max(known)[1] if known else None)
+    return picks
+
+
+def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct (Chen et al., 2021; arXiv:2107.03374).
+
+    pass@k = 1 - C(n - c, k) / C(n, k); with k = n it is 1 when any sample is correct.
+    """
+    assert 0 < k <= num_samples and 0 <= num_correct <= num_samples, "need 0 < k <= n and 0 <= c <= n"
+    if num_samples - num_correct < k:
+        return 1.0
+    return 1.0 - math.comb(num_samples - num_correct, k) / math.comb(num_samples, k)
+
+
+def cohen_kappa(first: Sequence[Hashable], second: Sequence[Hashable]) -> float:
+    """Cohen's kappa of two labelings of the same items: (p_o - p_e) / (1 - p_e).
+
+    p_o is the share of items with the same label, p_e the agreement expected by chance from each labeling's label
+    frequencies. 1 is perfect agreement, 0 chance level; NaN when both give one label to everything (p_e = 1).
+    """
+    assert len(first) == len(second) and first, "two labelings of the same, non-empty items"
+    n = len(first)
+    observed = sum(a == b for a, b in zip(first, second, strict=True)) / n
+    labels = set(first) | set(second)
+    expected = sum((list(first).count(c) / n) * (list(second).count(c) / n) for c in labels)
+    if expected == 1.0:
+        return math.nan
+    return (observed - expected) / (1.0 - expected)
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (z = 1.96: 95%); ``(0, 1)`` without trials.
+
+    centre = (p + z^2 / 2n) / (1 + z^2 / n),   half-width = z sqrt(p (1 - p) / n + z^2 / 4n^2) / (1 + z^2 / n)
+    """
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def response_summary(
+    texts: Sequence[str],
+    token_ids: Sequence[Sequence[int]],
+    scores: Sequence[float | None] | None = None,
+    correct: Sequence[bool | None] | None = None,
+) -> dict[str, float]:
+    """What ``lit-align evaluate`` reports about a set of responses (one per entry, all prompts and samples).
+
+    Args:
+        texts: Each response's text; words are its whitespace-separated pieces.
+        token_ids: Each response's tokens, without padding or the stop token.
+        scores: The scorer's value of each response (None where it could not score one).
+        correct: Exact match of each response with its reference answer (None where the row has no answer).
+
+    Returns:
+        ``responses``, ``length_tokens_{mean,std}``, ``length_words_{mean,std}``, ``distinct_{1,2}`` (tokens),
+        ``distinct_{1,2}_words``; with scores ``reward_{mean,std}`` and ``reward_failures`` (responses not scored);
+        with answers ``exact_match`` (over the rows that have one) and ``answered``.
+
+    """
+    assert len(texts) == len(token_ids), "one token list per text"
+    words = [t.split() for t in texts]
+    out: dict[str, float] = {"responses": len(texts)}
+    for name, lengths in (("tokens", [len(t) for t in token_ids]), ("words", [len(w) for w in words])):
+        mean, std, _ = mean_std(lengths)
+        out[f"length_{name}_mean"], out[f"length_{name}_std"] = mean, std
+    for n in (1, 2):
+        out[f"distinct_{n}"] = distinct_n(token_ids, n)
+        out[f"distinct_{n}_words"] = distinct_n(words, n)
+    if scores is not None:
+        assert len(scores) == len(texts), "one score per response"
+        mean, std, known = mean_std(scores)
+        out["reward_mean"], out["reward_std"], out["reward_failures"] = mean, std, len(scores) - known
+    if correct is not None:
+        answered = [bool(c) for c in correct if c is not None]
+        if answered:
+            out["exact_match"], out["answered"] = sum(answered) / len(answered), len(answered)
+    return out

@@ -47,3 +47,59 @@ def test_kto_and_reward_model_metrics_by_hand():
     rm = reward_model_metrics(torch.tensor([1.0, 0.0, 2.0]), torch.tensor([0.0, 0.0, 3.0]))
     assert rm["accuracy"].item() == pytest.approx(1 / 3)  # a tie counts as wrong
     assert rm["margin"].item() == pytest.approx(0.0)
+
+
+def test_mean_std_win_rate_and_best_of_n_by_hand():
+    import math
+
+    from lit_align.metrics import best_of_n, mean_std, win_tie_rates
+
+    # mean of (1, 2, 4) = 7/3; sample variance = ((4/3)^2 + (1/3)^2 + (5/3)^2) / 2 = (16 + 1 + 25) / 18 = 7/3
+    mean, std, known = mean_std([1.0, None, 2.0, float("nan"), 4.0])
+    assert (mean, known) == (pytest.approx(7 / 3), 3) and std == pytest.approx(math.sqrt(7 / 3))
+    assert mean_std([5.0]) == (5.0, 0.0, 1) and math.isnan(mean_std([None])[0])
+    # pairs: win, tie, loss, tie, (unknown: left out) -> (1 + 0.5 + 0 + 0.5) / 4 = 0.5 wins, 2/4 ties
+    win, tie, compared = win_tie_rates([1.0, 0.0, 0.0, 0.3, None], [0.0, 0.0, 1.0, 0.3, 1.0])
+    assert (win, tie, compared) == (0.5, 0.5, 4)
+    assert win_tie_rates([0.9, 0.8], [0.1, 0.2])[:2] == (1.0, 0.0)
+    # best of each row: index of the max, the first of equal maxima, None when nothing is scored
+    assert best_of_n([[0.1, 0.7, 0.2], [1.0, 1.0], [None, float("nan")], [None, -3.0]]) == [1, 0, None, 1]
+
+
+def test_pass_at_k_kappa_and_wilson_by_hand():
+    import math
+
+    from lit_align.metrics import cohen_kappa, pass_at_k, wilson_interval
+
+    assert pass_at_k(8, 0, 8) == 0.0 and pass_at_k(8, 1, 8) == 1.0
+    assert pass_at_k(4, 1, 1) == pytest.approx(0.25)  # one draw of four, one correct
+    assert pass_at_k(4, 1, 2) == pytest.approx(1 - 3 / 6)  # C(3, 2) / C(4, 2) draws miss it
+    # labels a: 1 1 0 0 1, b: 1 0 0 0 1 -> p_o = 4/5; p_e = (3/5)(2/5) + (2/5)(3/5) = 12/25
+    # kappa = (20/25 - 12/25) / (13/25) = 8/13
+    assert cohen_kappa([1, 1, 0, 0, 1], [1, 0, 0, 0, 1]) == pytest.approx(8 / 13)
+    assert cohen_kappa(["x", "y"], ["x", "y"]) == 1.0 and math.isnan(cohen_kappa(["x", "x"], ["x", "x"]))
+    # Wilson, 20 of 100 at z = 1.96: centre (0.2 + 0.019208) / 1.038416, half 1.96 sqrt(0.0016 + 0.0000960) / 1.038416
+    low, high = wilson_interval(20, 100)
+    centre, half = (
+        (0.2 + 1.96**2 / 200) / (1 + 1.96**2 / 100),
+        1.96 * math.sqrt(0.0016 + 1.96**2 / 40000) / (1 + 1.96**2 / 100),
+    )
+    assert (low, high) == (pytest.approx(centre - half), pytest.approx(centre + half))
+    assert low == pytest.approx(0.1334, abs=1e-4) and high == pytest.approx(0.2888, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0) and wilson_interval(0, 10)[0] == 0.0
+
+
+def test_response_summary_by_hand():
+    from lit_align.metrics import response_summary
+
+    texts = ["the cat sat", "the cat", "a dog ran far"]
+    ids = [[1, 2, 3], [1, 2], [4, 5, 6, 7]]
+    out = response_summary(texts, ids, scores=[1.0, None, 0.0], correct=[True, None, False])
+    assert out["responses"] == 3 and out["length_tokens_mean"] == 3.0 and out["length_tokens_std"] == 1.0
+    assert out["length_words_mean"] == 3.0  # words equal tokens here
+    # unigrams: 9 in all, 7 distinct (1 and 2 twice); bigrams: (1,2) (2,3) (1,2) (4,5) (5,6) (6,7): 5 of 6
+    assert out["distinct_1"] == pytest.approx(7 / 9) and out["distinct_2"] == pytest.approx(5 / 6)
+    assert out["distinct_1_words"] == pytest.approx(7 / 9) and out["distinct_2_words"] == pytest.approx(5 / 6)
+    assert out["reward_mean"] == 0.5 and out["reward_failures"] == 1
+    assert out["exact_match"] == 0.5 and out["answered"] == 2
+    assert "exact_match" not in response_summary(texts, ids, correct=[None, None, None])

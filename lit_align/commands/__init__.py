@@ -1,7 +1,7 @@
 """The ``lit-align`` command: a small dispatcher over one module per verb.
 
 ``fit``/``validate``/``test``/``predict`` go to the LightningCLI (:mod:`lit_align.commands.fit`); ``evaluate``,
-``evaluate-rm`` and ``export`` to their own modules. Nothing else in lit_align imports this package.
+``evaluate-rm``, ``check-data`` and ``export`` to their own modules. Nothing else in lit_align imports this package.
 """
 
 from __future__ import annotations
@@ -117,8 +117,9 @@ COMMANDS = {
     "validate": "run the validation loop of a config (and --ckpt_path) and log val/ metrics",
     "test": "run the test loop of a config (and --ckpt_path) and log test/ metrics",
     "predict": "run Lightning's predict loop of a config",
-    "evaluate": "greedy exact match of a model on prompt/answer rows, one JSON line",
+    "evaluate": "sample a model on prompts and score it: exact match, reward, win rate, length, distinct-n, best-of-N",
     "evaluate-rm": "pairwise accuracy of a reward model on preference rows, one JSON line",
+    "check-data": "audit a data set: duplicates, contradictions, leaks, length bias, label agreement, mislabel rate",
     "export": "write a checkpoint's policy as a Hugging Face folder (merged LoRA or the adapter)",
 }
 
@@ -175,6 +176,10 @@ def _dispatch(args: list[str], argv: list[str] | None) -> None:
         from lit_align.commands.evaluate_rm import evaluate_reward_model_cli
 
         evaluate_reward_model_cli(args[1:])
+    elif args and args[0] == "check-data":
+        from lit_align.commands.check_data import check_data_cli
+
+        check_data_cli(args[1:])
     elif args and args[0] == "export":
         from lit_align.commands.export import export_cli
 

@@ -1,98 +1,252 @@
-"""Held-out exact-match accuracy of a model on prompt/answer rows (``lit-align evaluate``)."""
+"""Evaluate a model on prompts with a scorer (``lit-align evaluate``).
+
+Exact match, reward statistics, win rate against a reference model, length, diversity and best-of-N, per group.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import sys
-from typing import Literal
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from jsonargparse import auto_cli
 
+from lit_align.commands.output import rounded
 from lit_align.data.sources import DataSource, load_splits, readable_rows
-from lit_align.data.templates import render_prompt
-from lit_align.data.validation import text_field, text_or_messages
-from lit_align.domains import PositiveInt, check_args
-from lit_align.rewards.verifiable import final_number
+from lit_align.data.validation import required_field, text_or_messages
+from lit_align.domains import NonNegativeFloat, PositiveInt, TopP, check_args
+from lit_align.errors import ConfigError
+from lit_align.metrics import best_of_n, response_summary, win_tie_rates
+from lit_align.rewards.combine import RewardSet
+from lit_align.rewards.scorers import build_scorer
+from lit_align.rewards.verifiable import Match, answer_matches
 from lit_align.roles.models import ModelSpec, load_policy
 from lit_align.roles.tokenizer import load_tokenizer
-from lit_align.tasks.arithmetic import is_correct
+from lit_align.rollout.sampling import SamplingConfig
+from lit_align.rollout.texts import Completion, as_reward_input, complete
 from lit_align.types import Shape
 
-Match = Literal["leading", "final"]
+Select = Literal["all", "best"]
 
 
-@torch.no_grad()
-def exact_match(
-    model: torch.nn.Module,
-    tokenizer,
-    prompts: list,
-    answers: list[str],
-    *,  # noqa: ANN001
-    batch_size: int = 64,
-    max_new_tokens: int = 8,
-    match: Match = "leading",
-) -> tuple[float, list[str]]:
-    """Greedy-decode every prompt and compare the completion's leading (or final) number with the answer.
+class Scored:
+    """A model's completions of every prompt with their scores and exact match (B prompts x N samples)."""
 
-    Returns:
-        ``(accuracy, completions)``.
+    def __init__(
+        self,
+        completions: list[list[Completion]],
+        prompts: list[Any],
+        answers: list[str | None],
+        columns: dict[str, list[Any]],
+        scorer: RewardSet | None,
+        match: Match,
+    ) -> None:
+        """Score every completion (rows repeated once per sample, as the online objectives call rewards)."""
+        self.completions = completions
+        n = len(completions[0]) if completions else 1
+        flat = [c for row in completions for c in row]
+        inputs = [as_reward_input(prompts[i // n], c.text) for i, c in enumerate(flat)]
+        repeated = [p for p in prompts for _ in range(n)]
+        correct = answer_matches(inputs, [a for a in answers for _ in range(n)], match)
+        self.correct = [correct[i * n : (i + 1) * n] for i in range(len(prompts))]
+        self.scores: list[list[float | None]] | None = None
+        self.failures: dict[str, int] = {}
+        if scorer is not None:
+            given = {k: [v for v in values for _ in range(n)] for k, values in columns.items()}
+            result = scorer(repeated, inputs, given, [c.token_ids for c in flat])
+            values = [None if math.isnan(v) else v for v in result.total.tolist()]
+            self.scores = [values[i * n : (i + 1) * n] for i in range(len(prompts))]
+            self.failures = dict(result.failures)
 
-    """
-    model.eval()
-    tokenizer.padding_side = "left"
-    completions: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        texts = [render_prompt(tokenizer, p) for p in prompts[start : start + batch_size]]
-        add_special = not isinstance(prompts[start], list)  # chat templates already hold their special tokens
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add_special).to(model.device)
-        out = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-        completions += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-    if match == "final":
-        hits = sum(score == 1.0 for score in final_number(prompts, completions, answer=answers))
-    else:
-        hits = sum(is_correct(c, a) for c, a in zip(completions, answers, strict=True))
-    return hits / max(len(answers), 1), completions
+    def picked(self, picks: list[int | None] | None) -> Scored:
+        """The same prompts with one completion each: ``picks[i]`` (the first where None), or all when None."""
+        if picks is None:
+            return self
+        chosen = [p if p is not None else 0 for p in picks]
+        out = object.__new__(Scored)
+        out.completions = [[row[j]] for row, j in zip(self.completions, chosen, strict=True)]
+        out.correct = [[row[j]] for row, j in zip(self.correct, chosen, strict=True)]
+        out.scores = None if self.scores is None else [[row[j]] for row, j in zip(self.scores, chosen, strict=True)]
+        out.failures = self.failures
+        return out
+
+    def summary(self, rows: list[int]) -> dict[str, float]:
+        """:func:`~lit_align.metrics.response_summary` of the completions of prompts ``rows``, and pass@N."""
+        flat = [(i, j) for i in rows for j in range(len(self.completions[i]))]
+        out = response_summary(
+            [self.completions[i][j].text for i, j in flat],
+            [self.completions[i][j].token_ids for i, j in flat],
+            None if self.scores is None else [self.scores[i][j] for i, j in flat],
+            [self.correct[i][j] for i, j in flat],
+        )
+        n = len(self.completions[rows[0]]) if rows else 1
+        answered = [i for i in rows if self.correct[i][0] is not None]
+        if n > 1 and answered:
+            out[f"pass@{n}"] = sum(any(self.correct[i]) for i in answered) / len(answered)
+        return out
+
+    def flat_scores(self, rows: list[int]) -> list[float | None]:
+        """Scores of the completions of prompts ``rows``, prompt by prompt."""
+        assert self.scores is not None
+        return [s for i in rows for s in self.scores[i]]
 
 
 def evaluate(
     model: str = "lit-align/tiny-sft",
     source: DataSource = DataSource(split="test", val_split=None, num_rows=500),  # noqa: B008
     prompt_field: str = "prompt",
-    answer_field: str = "answer",
-    batch_size: PositiveInt = 64,
+    answer_field: str | None = "answer",
+    scorer: str | None = "verifier",
+    scorer_kwargs: dict[str, Any] | None = None,
+    reference: str | None = None,
+    num_samples: PositiveInt = 1,
+    select: Select = "all",
+    temperature: NonNegativeFloat | None = None,
+    top_p: TopP = 1.0,
     max_new_tokens: PositiveInt = 8,
+    batch_size: PositiveInt = 64,
+    seed: int = 0,
+    group_field: str | None = None,
+    output: str | None = None,
     match: Match = "leading",
     trust_remote_code: bool = False,
 ) -> dict:
-    """Print held-out exact-match accuracy of a model (JSON on one line) and return it.
+    """Sample or greedy-decode a model on prompts, score the completions and print one JSON line of metrics.
+
+    Reported (over every completion): ``exact_match`` where rows have an answer, ``reward_mean`` / ``reward_std``
+    and ``reward_failures`` with a scorer, ``length_{tokens,words}_{mean,std}``, ``distinct_{1,2}`` (tokens) and
+    ``distinct_{1,2}_words``; ``pass@N`` with N samples; ``win_rate`` / ``tie_rate`` against ``--reference``
+    (ties count half); with ``--select best`` the scorer's pick of each prompt (``best_of_n``), greedy decoding
+    (``greedy``) and the difference (``best_of_n_gain``); all of it per group with ``--group_field``.
 
     Args:
-        model: Model name or path (a Hugging Face folder, e.g. a run's ``hf_model``).
-        source: Prompt-only rows with reference answers; defaults to 500 problems of the embedded task's test split.
+        model: Model name or path (a Hugging Face folder, e.g. a run's ``hf_model``, or a ``.gguf`` file).
+        source: Prompt rows; defaults to 500 problems of the embedded task's test split.
         prompt_field: Column holding the prompt (text or messages).
-        answer_field: Column holding the reference answer (the completion's leading integer must equal it).
-        batch_size: Prompts per generation batch.
-        max_new_tokens: Tokens generated per prompt.
+        answer_field: Column of the reference answer, for exact match and the verifier (rows without it are not
+            matched); None: no answers.
+        scorer: ``verifier`` (checks answers, see ``match``), ``none``, a reward model (a ``recipes/rm.yaml`` run's
+            ``hf_model`` or any sequence classifier: a path or a name with ``/``) or the import path of a reward
+            function or class (``package.module:name``).
+        scorer_kwargs: Keyword arguments of a reward function or class.
+        reference: A second model whose completions (same prompts, settings and seed) the win rate compares with.
+        num_samples: Completions per prompt (N).
+        select: ``all`` reports every completion; ``best`` also the scorer's best of the N of each prompt.
+        temperature: Sampling temperature; default 0 (greedy) for one sample, 1.0 for several.
+        top_p: Nucleus sampling mass.
+        max_new_tokens: Tokens generated per completion at most.
+        batch_size: Rows (prompt x sample) per generation batch.
+        seed: Seed of the sampling (the model and the reference draw the same random numbers).
+        group_field: Column to break every metric down by (e.g. ``wrong_by``, a subset name).
+        output: Write every prompt with its completions, scores and exact match to this JSONL file.
         match: ``leading``: the completion's first integer must equal the answer (the embedded arithmetic task);
-            ``final``: its last number must (GSM8K-style, as the ``final_number`` reward; for worked answers).
+            ``final``: its last number must (GSM8K style, as the ``final_number`` reward).
         trust_remote_code: Allow model code from the hub.
 
     """
     check_args(evaluate, locals(), "--")
-    tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code, key="--model")
-    policy = load_policy(ModelSpec(name_or_path=model, trust_remote_code=trust_remote_code))
+    temperature = (0.0 if num_samples == 1 else 1.0) if temperature is None else temperature
+    if num_samples > 1 and temperature == 0:
+        raise ConfigError("--temperature", f"is 0: greedy decoding gives {num_samples} identical completions")
+    if select == "best" and (num_samples == 1 or scorer in (None, "none")):
+        raise ConfigError("--select", "best needs --num_samples > 1 and a --scorer to pick with")
     rows, _ = load_splits(source, Shape.PROMPT)
-    prompts, answers = [], []
-    for i, r in readable_rows(rows):
-        prompts.append(text_or_messages(r, prompt_field, rows.origin, i))
-        answers.append(text_field(r, answer_field, rows.origin, i))
-    accuracy, _ = exact_match(
-        policy, tokenizer, prompts, answers, batch_size=batch_size, max_new_tokens=max_new_tokens, match=match
-    )
-    result = {"model": model, "data": rows.origin, "rows": len(answers), "exact_match": round(accuracy, 4)}
+    prompts, answers, groups, columns = [], [], [], defaultdict(list)
+    for i, row in readable_rows(rows):
+        prompts.append(text_or_messages(row, prompt_field, rows.origin, i))
+        answer = row.get(answer_field) if answer_field else None
+        answers.append(None if answer is None else str(answer))
+        if group_field is not None:
+            groups.append(str(required_field(row, group_field, rows.origin, i)))
+        for key, value in row.items():
+            if key != prompt_field:
+                columns[key].append(value)
+    if scorer == "verifier" and all(a is None for a in answers):
+        raise ConfigError(
+            "--scorer",
+            f"verifier needs answers, and {rows.origin} has no '{answer_field}' column (--answer_field); "
+            "give a reward model or function, or none",
+        )
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    reward = build_scorer(
+        scorer, match=match, kwargs=scorer_kwargs, batch_size=batch_size, device=device,
+        trust_remote_code=trust_remote_code,
+    )  # fmt: skip
+    sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+
+    def run(path: str, settings: SamplingConfig, samples: int, label: str) -> Scored:
+        tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code, key=label)
+        policy = load_policy(ModelSpec(name_or_path=path, trust_remote_code=trust_remote_code)).to(device)
+        completions = complete(
+            policy, tokenizer, prompts, settings, num_samples=samples, batch_size=batch_size, seed=seed, progress=path
+        )
+        return Scored(completions, prompts, answers, columns, reward, match)
+
+    main = run(model, sampling, num_samples, "--model")
+    if reward is not None and main.scores is not None and all(s is None for s in main.flat_scores(range(len(prompts)))):
+        raise ConfigError("--scorer", f"'{scorer}' scored none of {len(prompts) * num_samples} completions "
+                          f"(failures: {main.failures}); check that it can read the data's columns")  # fmt: skip
+    picks = best_of_n(main.scores) if select == "best" else None
+    greedy = run(model, SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens), 1, "--model") if picks else None
+    ref = run(reference, sampling, num_samples, "--reference") if reference else None
+
+    def metrics(members: list[int]) -> dict[str, Any]:
+        out: dict[str, Any] = main.summary(members)
+        if picks is not None:
+            best, base = main.picked(picks).summary(members), greedy.summary(members)
+            out["best_of_n"], out["greedy"] = best, base
+            out["best_of_n_gain"] = {k: best[k] - base[k] for k in ("exact_match", "reward_mean") if k in best}
+        if ref is not None:
+            out["reference_summary"] = ref.summary(members)
+            if reward is not None:
+                mine, theirs = main.picked(picks), ref.picked(best_of_n(ref.scores) if picks else None)
+                win, tie, compared = win_tie_rates(mine.flat_scores(members), theirs.flat_scores(members))
+                out.update(win_rate=win, tie_rate=tie, compared=compared)
+        return out
+
+    everyone = list(range(len(prompts)))
+    result: dict[str, Any] = {"model": model, "data": rows.origin, "rows": len(prompts), "num_samples": num_samples}
+    result.update(scorer=scorer, temperature=temperature, seed=seed, **({"reference": reference} if ref else {}))
+    result.update(metrics(everyone))
+    if main.failures:
+        result["scorer_failures"] = main.failures
+    if group_field is not None:
+        members: dict[str, list[int]] = defaultdict(list)
+        for i, label in enumerate(groups):
+            members[label].append(i)
+        result["groups"] = {label: metrics(idx) for label, idx in sorted(members.items())}
+    if output:
+        _write_rows(Path(output), prompts, answers, groups, main, picks, ref)
+    result = rounded(result)
     print(json.dumps(result))
     return result
+
+
+def _write_rows(
+    path: Path, prompts: list, answers: list, groups: list, main: Scored, picks: list | None, ref: Scored | None
+) -> None:
+    """One JSON line per prompt: its completions, scores, exact match, the pick and the reference's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for i, prompt in enumerate(prompts):
+            line: dict[str, Any] = {"index": i, "prompt": prompt, "answer": answers[i]}
+            if groups:
+                line["group"] = groups[i]
+            line["completions"] = [c.text for c in main.completions[i]]
+            line["correct"] = main.correct[i]
+            if main.scores is not None:
+                line["scores"] = main.scores[i]
+            if picks is not None:
+                line["selected"] = picks[i]
+            if ref is not None:
+                line["reference_completions"] = [c.text for c in ref.completions[i]]
+                if ref.scores is not None:
+                    line["reference_scores"] = ref.scores[i]
+            f.write(json.dumps(line) + "\n")
 
 
 def evaluate_cli(args: list[str] | None = None) -> None:

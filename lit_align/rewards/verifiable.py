@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from lit_align.rewards.text import completion_text
 from lit_align.tasks.arithmetic import is_correct
@@ -49,3 +49,23 @@ def final_number(prompts: list[Any], completions: list[Any], answer: list[str], 
         got = _number(completion_text(completion))
         scores.append(float(got is not None and abs(got - target) < 1e-6))
     return scores
+
+
+Match = Literal["leading", "final"]
+
+
+def answer_matches(completions: list[Any], answers: list[str | None], match: Match = "leading") -> list[bool | None]:
+    """Exact match of each completion with its reference answer; None where the row has no answer.
+
+    ``leading``: the completion's first integer equals the answer (the embedded arithmetic task);
+    ``final``: its last number equals the reference's final number (GSM8K style, as :func:`final_number`).
+    """
+    out: list[bool | None] = []
+    for completion, answer in zip(completions, answers, strict=True):
+        if answer is None:
+            out.append(None)
+        elif match == "final":
+            out.append(final_number([None], [completion], answer=[str(answer)])[0] == 1.0)
+        else:
+            out.append(is_correct(completion_text(completion), str(answer)))
+    return out

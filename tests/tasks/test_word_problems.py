@@ -1,7 +1,7 @@
 import re
 
-from lit_align.commands.evaluate import exact_match
 from lit_align.rewards import final_number
+from lit_align.rewards.verifiable import answer_matches
 from lit_align.tasks import word_problems as wp
 
 
@@ -32,22 +32,9 @@ def test_chosen_ends_in_the_answer_rejected_in_another_number():
     ]
 
 
-def test_evaluate_match_final_reads_the_last_number(monkeypatch, tiny_tokenizer):
-    import torch
-
-    completions = iter([["7 + 5 = 12. The answer is 12.", "It is 12."]])
-    monkeypatch.setattr(tiny_tokenizer, "batch_decode", lambda *a, **k: next(completions))
-
-    class Model(torch.nn.Module):
-        device = torch.device("cpu")
-
-        def generate(self, input_ids, **_):
-            return input_ids
-
-    prompts, answers = ["a", "b"], ["12", "12"]
-    accuracy, _ = exact_match(Model(), tiny_tokenizer, prompts, answers, match="final")
-    assert accuracy == 1.0
-    completions = iter([["7 + 5 = 12. The answer is 12.", "It is 12."]])
-    assert (
-        exact_match(Model(), tiny_tokenizer, prompts, answers, match="leading")[0] == 0.0
-    )  # they start with 7 and a word
+def test_match_final_reads_the_last_number():
+    completions, answers = ["7 + 5 = 12. The answer is 12.", "It is 12.", "12, not 13", "no number"], ["12"] * 4
+    assert answer_matches(completions, answers, match="final") == [True, True, False, False]
+    # leading: the first integer (7, none, 12, none)
+    assert answer_matches(completions, answers, match="leading") == [False, False, True, False]
+    assert answer_matches(["12"], [None]) == [None]  # a row without an answer is not matched
