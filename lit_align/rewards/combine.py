@@ -41,7 +41,7 @@ class RewardSpec:
         function: Import path (``package.module.name`` or ``package.module:name``) of a callable
             ``(prompts=, completions=, **columns) -> list[float | None]``, called by keyword as TRL calls reward
             functions; a class is instantiated once with ``kwargs``.
-        weight: Weight of this reward in the total.
+        weight: Weight of this reward in the total; 0 logs the reward (``rewards/<name>``) without optimising it.
         name: Name in the logs (``rewards/<name>``); defaults to the callable's name.
         kwargs: Keyword arguments bound to the function (or given to the class).
 
@@ -122,8 +122,13 @@ class RewardSet:
         # jsonargparse hands list items of a dataclass type over as plain dicts.
         specs = [s if isinstance(s, RewardSpec) else RewardSpec(**s) for s in specs]
         for i, spec in enumerate(specs):
-            if not math.isfinite(spec.weight) or spec.weight == 0:
-                raise LitAlignError(f"{key}[{i}].weight: must be a finite non-zero number, got {spec.weight}")
+            if not math.isfinite(spec.weight):
+                raise LitAlignError(f"{key}[{i}].weight: must be a finite number, got {spec.weight}")
+        if all(spec.weight == 0 for spec in specs):
+            raise LitAlignError(
+                f"{key}: every weight is 0, so nothing is optimised (weight 0 only logs a reward, e.g. a gold check "
+                "next to a learned reward)"
+            )
         built = [build_reward(s, f"{key}[{i}].function") for i, s in enumerate(specs)]
         self.names = [name for name, _ in built]
         if len(set(self.names)) != len(self.names):

@@ -434,8 +434,8 @@ def test_a_reward_that_breaks_its_contract_is_an_error_whatever_on_reward_error_
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ({"function": f"{REWARDS}.constant", "weight": 0}, "model.init_args.rewards[0].weight: must be a finite "
-         "non-zero number, got 0.0"),
+        ({"function": f"{REWARDS}.constant", "weight": 0}, "model.init_args.rewards: every weight is 0, so nothing "
+         "is optimised (weight 0 only logs a reward, e.g. a gold check next to a learned reward)"),
         ({"function": f"{REWARDS}.NOT_CALLABLE"}, f"model.init_args.rewards[0].function: '{REWARDS}.NOT_CALLABLE' "
          "is not callable"),
         ({"function": f"{REWARDS}.nope"}, f"model.init_args.rewards[0].function: cannot import '{REWARDS}.nope': "

@@ -77,3 +77,24 @@ def test_rewards_are_called_by_keyword_like_trl():
     assert scores.per_reward["token_count"].tolist() == [3.0, 1.0]
     assert scores.per_reward["named_only"].tolist() == [1.0, 0.0]  # 'source' not given to it: no TypeError
     assert scores.total.tolist() == [-2.0 + 3.0 + 1.0, -1.0 + 1.0 + 0.0]
+
+
+def test_a_weight_of_zero_logs_a_reward_without_optimising_it():
+    import math
+
+    import pytest
+
+    from lit_align.errors import LitAlignError
+    from lit_align.rewards import RewardSet, RewardSpec
+
+    rewards = RewardSet(
+        [RewardSpec("lit_align.rewards.length_penalty", kwargs={"max_chars": 1}), RewardSpec(
+            "lit_align.rewards.arithmetic_answer", weight=0.0)]
+    )  # fmt: skip
+    scores = rewards(["p", "p"], ["12", "3"], {"answer": ["12", "12"]})
+    assert scores.per_reward["arithmetic_answer"].tolist() == [1.0, 0.0]  # logged
+    assert scores.total.tolist() == scores.per_reward["length_penalty"].tolist()  # not in the total
+    with pytest.raises(LitAlignError, match="every weight is 0"):
+        RewardSet([RewardSpec("lit_align.rewards.arithmetic_answer", weight=0.0)])
+    with pytest.raises(LitAlignError, match=r"rewards\[0\].weight: must be a finite number, got nan"):
+        RewardSet([RewardSpec("lit_align.rewards.arithmetic_answer", weight=math.nan)])
