@@ -35,6 +35,7 @@ from torch.distributed.tensor import DTensor
 
 from lit_align.domains import NonNegativeInt, check_fields
 from lit_align.errors import LitAlignError
+from lit_align.ops.fingerprint import fingerprint
 from lit_align.roles.models import Finetune, ModelSpec, load_frozen
 from lit_align.roles.scoring import stacked_logps, without_autograd
 from lit_align.types import OrderedSplits
@@ -216,6 +217,21 @@ class Reference(torch.nn.Module):
                     self.cache[split] = cache
         finally:
             scorer.train(was_training)
+
+    @torch.no_grad()
+    def fingerprint(self) -> torch.Tensor | None:
+        """A fingerprint of what reference outputs come from (None for ``none``); it changes only with a refresh.
+
+        The held model's weights (``copy``, ``model``), the policy's frozen base weights (``adapter``: everything
+        but the LoRA weights) or the cached log-probs (``precomputed``). See :func:`lit_align.ops.fingerprint`.
+        """
+        if self.kind == "none":
+            return None
+        if self.kind == "precomputed":
+            return fingerprint(self.cache[k] for k in sorted(self.cache))
+        if self.kind == "adapter":
+            return fingerprint(p for n, p in self.policy.named_parameters() if "lora_" not in n)
+        return fingerprint(self.model.parameters()) if self.model is not None else None
 
     @torch.no_grad()
     def refresh(self, mix: float | None = None) -> None:
