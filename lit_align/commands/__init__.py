@@ -1,7 +1,8 @@
 """The ``lit-align`` command: a small dispatcher over one module per verb.
 
 ``fit``/``validate``/``test``/``predict`` go to the LightningCLI (:mod:`lit_align.commands.fit`); ``evaluate``,
-``evaluate-rm``, ``check-data`` and ``export`` to their own modules. Nothing else in lit_align imports this package.
+``evaluate-rm``, ``check-data``, ``report`` and ``export`` to their own modules. Nothing else in lit_align imports
+this package.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ COMMANDS = {
     "evaluate": "sample a model on prompts and score it: exact match, reward, win rate, length, distinct-n, best-of-N",
     "evaluate-rm": "pairwise accuracy of a reward model on preference rows, one JSON line",
     "check-data": "audit a data set: duplicates, contradictions, leaks, length bias, label agreement, mislabel rate",
+    "report": "write a run folder's HTML report: curves, sample generations over time, monitor warnings, config",
     "export": "write a checkpoint's policy as a Hugging Face folder (merged LoRA or the adapter)",
 }
 
@@ -180,6 +182,10 @@ def _dispatch(args: list[str], argv: list[str] | None) -> None:
         from lit_align.commands.check_data import check_data_cli
 
         check_data_cli(args[1:])
+    elif args and args[0] == "report":
+        from lit_align.commands.report import report_cli
+
+        report_cli(args[1:])
     elif args and args[0] == "export":
         from lit_align.commands.export import export_cli
 
