@@ -21,7 +21,7 @@ from lit_align.objectives.online import (
     write_samples,
 )
 from lit_align.objectives.optim import configure_optimizers, manual_step, role_device
-from lit_align.ops.advantages import AdvantageScale, group_advantages
+from lit_align.ops.advantages import AdvantageScale, group_advantages, informative_rows
 from lit_align.ops.logprobs import masked_mean
 from lit_align.rewards.combine import OnRewardError, RewardSet, RewardSpec
 from lit_align.roles.models import ModelSpec, load_policy
@@ -62,6 +62,7 @@ class GRPO(WithReference, LightningModule):
         num_iterations: PositiveInt = 1,
         mini_batch_size: PositiveInt | None = None,
         max_grad_norm: PositiveFloat | None = 1.0,
+        filter_zero_std: bool = False,
         log_samples_every_n_steps: NonNegativeInt = 50,
         num_samples_to_log: NonNegativeInt = 4,
         optimizer: OptimizerCallable = torch.optim.AdamW,
@@ -93,6 +94,9 @@ class GRPO(WithReference, LightningModule):
             num_iterations: Update passes over one generation batch (mu in the paper).
             mini_batch_size: Completions per optimizer step within a pass; None uses the whole batch.
             max_grad_norm: Clip the gradient norm before each step; None disables it.
+            filter_zero_std: Leave groups whose completions all got one reward out of the update (and out of the
+                loss normalisation), as DAPO's dynamic-sampling filter; ``train/frac_groups_kept`` logs the share kept.
+                A batch with no such group takes no step.
             log_samples_every_n_steps: Write sample prompts, completions and rewards to ``samples.jsonl`` this often.
             num_samples_to_log: How many samples each time.
             optimizer: Optimizer class and arguments.
@@ -142,15 +146,20 @@ class GRPO(WithReference, LightningModule):
         with timed(timings, "timing/scoring"):
             scores = self.sampler.score(samples, training=True)
             advantages = group_advantages(scores.total, hp.completions_per_prompt, AdvantageScale(hp.advantage_scale))
+        rollout, advantages, filtered = samples.rollout, advantages.to(self.device), {}
+        if hp.filter_zero_std:
+            keep = informative_rows(scores.total, hp.completions_per_prompt).to(self.device)  # (N,)
+            filtered["frac_groups_kept"] = keep.float().mean()
+            rollout, advantages = Rollout(*(t[keep] for t in rollout)), advantages[keep]
         with timed(timings, "timing/update"):
-            stats = self._update(samples.rollout, advantages.to(self.device))
+            stats = self._update(rollout, advantages) if len(advantages) else {}
         log_rollout(
             self,
             "train",
             samples.rollout,
             scores,
             hp.completions_per_prompt,
-            {**stats, **as_tensors(timings), **self.sampler.signal_metrics()},
+            {**stats, **filtered, **as_tensors(timings), **self.sampler.signal_metrics()},
         )
         if hp.log_samples_every_n_steps and batch_idx % hp.log_samples_every_n_steps == 0:
             write_samples(self, samples.batch["prompts"], samples.completions, scores, hp.num_samples_to_log)

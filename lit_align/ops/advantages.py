@@ -65,6 +65,24 @@ def group_reward_std(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     return (centred.pow(2).sum(-1) / (count - 1).clamp(min=1)).sqrt()
 
 
+def informative_rows(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) -> torch.Tensor:
+    """Rows of groups whose rewards differ (std above ``eps``): DAPO's dynamic-sampling filter keeps only those.
+
+    A group whose completions all got one reward has zero group-relative advantage everywhere; dropping it keeps
+    it out of the loss's normalisation too.
+
+    Args:
+        rewards: Rewards, G consecutive rows per prompt, NaN where unknown. Shape: (N,)
+        group_size: Completions per prompt (G).
+        eps: Spread at or below which a group counts as uniform.
+
+    Returns:
+        Bool, True for every row of a group with spread. Shape: (N,)
+
+    """
+    return (group_reward_std(rewards, group_size) > eps).repeat_interleave(group_size)
+
+
 def gae(
     rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, *, gamma: float = 1.0, lam: float = 0.95
 ) -> tuple[torch.Tensor, torch.Tensor]:

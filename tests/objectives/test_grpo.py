@@ -96,3 +96,26 @@ def test_raising_reward_stops_or_is_counted(tmp_path):
     assert failures == [8.0]  # 2 prompts x 4 completions, each scored None and counted
     # None values stay out of the statistics: the flaky reward's mean is 0 (no known value), not NaN
     assert [float(r["train/rewards/flaky_reward"]) for r in rows if r.get("train/rewards/flaky_reward")] == [0.0]
+
+
+def test_filter_zero_std_updates_on_the_groups_with_spread_only(tmp_path, monkeypatch):
+    """Rewards 1 for the first prompt's completions, a spread for the second: only the second's rows reach the update."""
+    from lit_align.ops.advantages import informative_rows
+
+    rewards = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, float("nan"), 2.0, 2.0, float("nan")])
+    assert informative_rows(rewards, 4).tolist() == [False] * 4 + [True] * 4 + [False] * 4
+
+    seen = []
+    torch.manual_seed(0)
+    module = _grpo(filter_zero_std=True)
+    original = GRPO._update
+
+    def spy(self, rollout, advantages):
+        seen.append(len(advantages))
+        return original(self, rollout, advantages)
+
+    monkeypatch.setattr(GRPO, "_update", spy)
+    rows = _fit(tmp_path, module, steps=2)
+    kept = [float(r["train/frac_groups_kept"]) for r in rows if r.get("train/frac_groups_kept")]
+    # A batch whose groups all lack spread takes no step (the run goes on to the next batch).
+    assert 0.0 in kept and seen == [round(k * 8) for k in kept if k > 0] and all(n % 4 == 0 for n in seen)

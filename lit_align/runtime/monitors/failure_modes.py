@@ -107,7 +107,7 @@ class ZeroRewardSpread(Monitor):
         return (
             f"{share:.0%} of groups gave every completion the same reward over the last {self.window} steps, so they "
             "give no gradient: the prompts are too hard or too easy for the policy, or the reward ignores the "
-            "completion; drop such groups (GRPO filter_zero_std: true, with dynamic_sampling to refill the batch), "
+            "completion; drop such groups from the update (GRPO filter_zero_std: true), "
             "raise the temperature or completions_per_prompt, or choose prompts of the right difficulty"
         )
 
