@@ -99,7 +99,7 @@ def test_raising_reward_stops_or_is_counted(tmp_path):
 
 
 def test_filter_zero_std_updates_on_the_groups_with_spread_only(tmp_path, monkeypatch):
-    """Rewards 1 for the first prompt's completions, a spread for the second: only the second's rows reach the update."""
+    """Only the rows of groups with a reward spread reach the update; a batch without any takes no step."""
     from lit_align.ops.advantages import informative_rows
 
     rewards = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, float("nan"), 2.0, 2.0, float("nan")])
@@ -117,5 +117,10 @@ def test_filter_zero_std_updates_on_the_groups_with_spread_only(tmp_path, monkey
     monkeypatch.setattr(GRPO, "_update", spy)
     rows = _fit(tmp_path, module, steps=2)
     kept = [float(r["train/frac_groups_kept"]) for r in rows if r.get("train/frac_groups_kept")]
-    # A batch whose groups all lack spread takes no step (the run goes on to the next batch).
-    assert 0.0 in kept and seen == [round(k * 8) for k in kept if k > 0] and all(n % 4 == 0 for n in seen)
+    assert seen == [round(k * 8) for k in kept if k > 0] and len(seen) == 2 and all(n % 4 == 0 for n in seen)
+    seen.clear()
+    uniform = _grpo(filter_zero_std=True, rewards=[RewardSpec("tests.runtime.monitor_rewards.constant")],
+                    no_signal_patience=2)  # fmt: skip
+    with pytest.raises(LitAlignError, match="2 batches in a row without learning signal"):
+        _fit(tmp_path / "uniform", uniform, steps=2)
+    assert seen == []  # no update was made from uniform groups
