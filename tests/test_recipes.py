@@ -39,6 +39,16 @@ def test_recipe_parses(recipe, capsys):
     assert resolved["data"]["class_path"].startswith("lit_align.data.")
 
 
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if "sft" not in r.name], ids=lambda p: p.name)
+def test_every_recipe_but_sft_turns_failure_monitors_on(recipe):
+    """SFT logs nothing a monitor reads; every other recipe has the monitors that fit its objective."""
+    from lit_align.runtime import monitors
+
+    paths = [c["class_path"] for c in yaml.safe_load(recipe.read_text())["trainer"]["callbacks"]]
+    named = [p.rsplit(".", 1)[1] for p in paths if p.startswith("lit_align.runtime.monitors.")]
+    assert named and all(isinstance(getattr(monitors, n), type) for n in named), paths
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: str(p.relative_to(REPO / "configs")))
 def test_overlay_parses_on_a_recipe(overlay, capsys):
     assert isinstance(yaml.safe_load(overlay.read_text()), dict)
