@@ -10,6 +10,7 @@ from lightning import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
+from lit_align.data.checks import DataCheck
 from lit_align.data.collate import collate_binary
 from lit_align.data.pairwise import pair_texts
 from lit_align.data.rows import OnBadRow, SplitLoaders, load_rows, train_loader
@@ -44,6 +45,7 @@ class BinaryDataModule(LightningDataModule):
         label_field: str = "label",
         unpair: bool = False,
         on_bad_row: OnBadRow = "error",
+        checks: list[DataCheck] | None = None,
         num_workers: NonNegativeInt = 0,
         group_by_length: bool = False,
         num_proc: PositiveInt | None = None,
@@ -65,6 +67,11 @@ class BinaryDataModule(LightningDataModule):
             label_field: Column of the boolean label.
             unpair: Read pairwise rows (``prompt``/``chosen``/``rejected``) and split each into two labelled rows.
             on_bad_row: ``error`` stops at the first bad row; ``skip`` drops bad rows and counts them.
+            checks: Data checks run on the raw rows before tokenizing: ``duplicates`` (a row repeating an earlier one),
+                ``contradictions`` (an earlier completion of the same prompt with the other label), ``leaks`` (a
+                validation or test row whose prompt is in training). Rows they find are bad rows: ``on_bad_row: error``
+                stops at the first (naming it), ``skip`` drops and counts them (``data/<split>/skipped/...`` in the CSV
+                log). ``lit-align check-data`` reports more.
             num_workers: DataLoader worker processes.
             group_by_length: Batch training rows of similar length together (less padding; shuffled between
                 batches, resumable mid-epoch; :mod:`lit_align.data.sampling`).
@@ -97,7 +104,18 @@ class BinaryDataModule(LightningDataModule):
         shape = Shape.PAIRWISE if hp.unpair else Shape.BINARY
         encode = encode_unpaired if hp.unpair else encode_binary
         prompt_of = lambda row: row.get(hp.prompt_field, row)  # noqa: E731
-        for name, (rows, stats) in load_rows(self, collate_binary, shape, encode, prompt_of).items():
+        claims = (
+            None
+            if hp.unpair
+            else {
+                "label_of": lambda row: (
+                    row.get(hp.prompt_field),
+                    row.get(hp.completion_field),
+                    row.get(hp.label_field),
+                )
+            }
+        )
+        for name, (rows, stats) in load_rows(self, collate_binary, shape, encode, prompt_of, claims=claims).items():
             self.stats[name] = stats
             self.rows[name] = _with_mismatched_completions(_flatten(rows), random.Random(hp.seed))
         labels = {item["label"] for item in self.rows["train"]}

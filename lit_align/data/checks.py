@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 from lit_align.metrics import wilson_interval
 
@@ -154,3 +154,72 @@ def disagreement(labels: Sequence[bool | None], predictions: Sequence[bool | Non
         "compared": len(compared),
         "abstained": len(labels) - len(compared),
     }
+
+
+# Checks inside a data module (``checks:``): a row a check finds becomes a bad row, so ``on_bad_row`` decides.
+
+DataCheck = Literal["duplicates", "contradictions", "leaks"]
+CHECK_REASONS = {
+    "duplicates": "repeats an earlier row exactly (the duplicates check)",
+    "contradictions": "states the reverse of an earlier row (the contradictions check)",
+    "leaks": "its prompt is also in the training split (the leaks check)",
+}
+
+
+def mark_failed_checks(
+    splits: dict[str, Any],
+    checks: Sequence[str],
+    prompt_of: Callable[[dict[str, Any]], Any],
+    pair_of: Callable[[dict[str, Any]], tuple] | None = None,
+    label_of: Callable[[dict[str, Any]], tuple] | None = None,
+) -> None:
+    """Mark the rows that fail ``checks`` as bad rows (the :data:`~lit_align.data.sources.BAD_ROW` column).
+
+    ``duplicates`` and ``contradictions`` look within each split; ``leaks`` marks validation and test rows whose
+    prompt is in the training split. A row already marked (unreadable) keeps its reason.
+
+    Args:
+        splits: ``{"train": Split, "val": Split | None, "test": Split | None}``; their rows are replaced.
+        checks: Names of the checks to run.
+        prompt_of: A raw row's prompt.
+        pair_of: A preference row's ``(prompt, chosen, rejected)``: the reverse of an earlier pair contradicts it.
+        label_of: A binary row's ``(prompt, completion, label)``: another label for an earlier completion contradicts
+            it. Without either, ``contradictions`` finds nothing.
+
+    """
+    from lit_align.data.sources import BAD_ROW
+
+    train_prompts = None
+    if "leaks" in checks and splits.get("train") is not None:
+        train_prompts = [canonical(prompt_of(_clean(r))) for r in splits["train"].rows]
+    for name, split in splits.items():
+        if split is None:
+            continue
+        rows = [_clean(r) for r in split.rows]
+        reasons: list[str | None] = [None] * len(rows)
+        found: list[tuple[str, list[int]]] = []
+        if "duplicates" in checks:
+            found.append(("duplicates", repeated([canonical(r) for r in rows])))
+        if "contradictions" in checks and pair_of is not None:
+            pairs = [tuple(canonical(v) for v in pair_of(r)) for r in rows]
+            found.append(("contradictions", contradictions(pairs)))
+        if "contradictions" in checks and label_of is not None:
+            labelled = [(canonical(p), canonical(c), bool(label)) for p, c, label in map(label_of, rows)]
+            found.append(("contradictions", conflicting_labels(labelled)))
+        if "leaks" in checks and name != "train" and train_prompts is not None:
+            found.append(("leaks", leaked([canonical(prompt_of(r)) for r in rows], train_prompts)))
+        for check, indices in found:
+            for i in indices:
+                reasons[i] = reasons[i] or CHECK_REASONS[check]
+        if not any(reasons):
+            continue
+        if BAD_ROW in split.rows.column_names:
+            reasons = [old or new for old, new in zip(split.rows[BAD_ROW], reasons, strict=True)]
+            split.rows = split.rows.remove_columns(BAD_ROW)
+        split.rows = split.rows.add_column(BAD_ROW, reasons)
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    from lit_align.data.sources import BAD_ROW
+
+    return {k: v for k, v in row.items() if k != BAD_ROW}

@@ -8,6 +8,7 @@ from typing import Any
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
+from lit_align.data.checks import DataCheck
 from lit_align.data.collate import collate_pairwise
 from lit_align.data.rows import OnBadRow, SplitLoaders, load_rows, train_loader
 from lit_align.data.sources import DataSource
@@ -99,6 +100,7 @@ class PairwiseDataModule(LightningDataModule):
         chosen_field: str = "chosen",
         rejected_field: str = "rejected",
         on_bad_row: OnBadRow = "error",
+        checks: list[DataCheck] | None = None,
         num_workers: NonNegativeInt = 0,
         group_by_length: bool = False,
         num_proc: PositiveInt | None = None,
@@ -118,6 +120,11 @@ class PairwiseDataModule(LightningDataModule):
             chosen_field: Column of the preferred completion.
             rejected_field: Column of the dispreferred completion.
             on_bad_row: ``error`` stops at the first bad row; ``skip`` drops bad rows and counts them.
+            checks: Data checks run on the raw rows before tokenizing: ``duplicates`` (a row repeating an earlier one),
+                ``contradictions`` (the reverse of an earlier pair for the same prompt), ``leaks`` (a validation or test
+                row whose prompt is in training). Rows they find are bad rows: ``on_bad_row: error`` stops at the first
+                (naming it), ``skip`` drops and counts them (``data/<split>/skipped/...`` in the CSV log). ``lit-align
+                check-data`` reports more.
             num_workers: DataLoader worker processes.
             group_by_length: Batch training rows of similar length together (less padding; shuffled between
                 batches, resumable mid-epoch; :mod:`lit_align.data.sampling`).
@@ -145,8 +152,10 @@ class PairwiseDataModule(LightningDataModule):
         """Load, validate and tokenize the rows (once per process)."""
         if self.tokenizer is not None:
             return
+        hp = self.hparams
+        claims = {"pair_of": lambda row: (self._prompt_of(row), row.get(hp.chosen_field), row.get(hp.rejected_field))}
         for name, (rows, stats) in load_rows(
-            self, collate_pairwise, Shape.PAIRWISE, encode_pair, self._prompt_of
+            self, collate_pairwise, Shape.PAIRWISE, encode_pair, self._prompt_of, claims=claims
         ).items():
             self.rows[name], self.stats[name] = rows, stats
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import Any, Literal
@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
+from lit_align.data.checks import mark_failed_checks
 from lit_align.data.encoding import EncodedRows, bars_on_terminals_only, tokenize_rows
 from lit_align.data.sampling import LengthGroupedSampler, padded_length
 from lit_align.data.sources import DataSource, load_splits, load_test_split
@@ -32,13 +33,18 @@ def tokenize_splits(
     encode: Callable[[str, dict[str, Any], int], dict[str, Any]],
     on_bad_row: OnBadRow,
     prompt_of: Callable[[dict[str, Any]], Any] | None = None,
+    checks: Sequence[str] = (),
+    claims: dict[str, Callable] | None = None,
     **mapping: Any,
 ) -> dict[str, tuple[EncodedRows, Counter]]:
     """Load a source's train, val and test splits (those it has) and tokenize each with ``encode(origin, row, index)``.
 
     ``prompt_of(raw row)`` keeps the rows of one prompt on one side of a ``val_size`` split (see
-    :func:`~lit_align.data.sources.grouped_split`); ``mapping`` goes to :func:`~lit_align.data.encoding.tokenize_rows`
-    (``settings``, ``tokenizer``, ``num_proc``, ``extra``).
+    :func:`~lit_align.data.sources.grouped_split`); ``checks`` (``duplicates``, ``contradictions``, ``leaks``) mark
+    the rows they find as bad rows before tokenizing, so ``on_bad_row`` stops on or skips and counts them
+    (:func:`~lit_align.data.checks.mark_failed_checks`, given ``claims``: its ``pair_of`` or ``label_of``);
+    ``mapping`` goes to :func:`~lit_align.data.encoding.tokenize_rows` (``settings``, ``tokenizer``, ``num_proc``,
+    ``extra``).
 
     Returns:
         ``{split name: (encoded rows, counts)}`` for ``train`` and, when present, ``val`` and ``test``.
@@ -47,6 +53,8 @@ def tokenize_splits(
     train, val = load_splits(source, shape, prompt_of)
     test = load_test_split(source, shape)
     splits = {"train": train, "val": val, "test": test}
+    if checks:
+        mark_failed_checks(splits, checks, prompt_of or (lambda row: row), **(claims or {}))
     return {
         name: tokenize_rows(split, partial(encode, split.origin), on_bad_row, **mapping)
         for name, split in splits.items()
@@ -80,6 +88,7 @@ def load_rows(
     encode: Callable[..., dict[str, Any]],
     prompt_of: Callable[[dict[str, Any]], Any] | None = None,
     extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    claims: dict[str, Callable] | None = None,
 ) -> dict[str, tuple[EncodedRows, Counter]]:
     """What every data module's ``setup`` does: tokenizer (with ``chat_template``), loaders, tokenized splits.
 
@@ -97,6 +106,7 @@ def load_rows(
             the data module; it raises :class:`DataError` for a bad row.
         prompt_of: The prompt of a raw row, for grouped ``val_size`` splits.
         extra: See :class:`~lit_align.data.encoding.EncodedRows`.
+        claims: ``pair_of`` / ``label_of`` for the ``contradictions`` check (see :func:`tokenize_splits`).
 
     """
     hp = datamodule.hparams
@@ -118,6 +128,8 @@ def load_rows(
             partial(encode, options, datamodule.tokenizer),
             hp.on_bad_row,
             prompt_of,
+            checks=hp.get("checks") or (),
+            claims=claims,
             settings=settings,
             tokenizer=datamodule.tokenizer,
             num_proc=hp.get("num_proc"),

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
+from lit_align.data.checks import DataCheck
 from lit_align.data.collate import collate_sft
 from lit_align.data.rows import OnBadRow, SplitLoaders, load_rows, train_loader
 from lit_align.data.sources import DataSource
@@ -43,6 +44,7 @@ class SFTDataModule(LightningDataModule):
         completion_field: str = "completion",
         text_field: str = "text",
         on_bad_row: OnBadRow = "error",
+        checks: list[DataCheck] | None = None,
         num_workers: NonNegativeInt = 0,
         group_by_length: bool = False,
         num_proc: PositiveInt | None = None,
@@ -66,6 +68,10 @@ class SFTDataModule(LightningDataModule):
             text_field: Column holding plain text to train on whole (used when the row has no conversation and no
                 prompt).
             on_bad_row: ``error`` stops at the first bad row; ``skip`` drops bad rows and counts them.
+            checks: Data checks run on the raw rows before tokenizing: ``duplicates`` (a row repeating an earlier one),
+                ``leaks`` (a validation or test row whose prompt is in training). Rows they find are bad rows:
+                ``on_bad_row: error`` stops at the first (naming it), ``skip`` drops and counts them
+                (``data/<split>/skipped/...`` in the CSV log). ``lit-align check-data`` reports more.
             num_workers: DataLoader worker processes.
             group_by_length: Batch training rows of similar length together (less padding; shuffled between
                 batches, resumable mid-epoch; :mod:`lit_align.data.sampling`).

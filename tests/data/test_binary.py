@@ -97,3 +97,15 @@ def test_a_training_set_with_one_label_only_is_refused(tmp_path, label):
         f"{tmp_path / 'binary.jsonl'}: field 'label': every training row is {kind}; "
         "KTO needs both desirable and undesirable rows"
     )
+
+
+def test_checks_make_a_completion_labelled_both_ways_a_bad_row(tmp_path):
+    from lit_align.tasks.arithmetic import make_rows
+    from tests.helpers import write_jsonl
+
+    rows = make_rows("binary", "train", 20, seed=4)
+    rows.append({**rows[2], "label": not rows[2]["label"]})  # row 21 contradicts row 3
+    source = DataSource(path=str(write_jsonl(tmp_path / "b.jsonl", rows)))
+    dm = BinaryDataModule(source=source, checks=["contradictions"], on_bad_row="skip", max_length=64)
+    dm.setup("fit")
+    assert dm.stats["train"]["skipped: states the reverse of an earlier row (the contradictions check)"] == 1

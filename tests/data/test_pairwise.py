@@ -125,3 +125,35 @@ def test_the_binarized_ultrafeedback_layout_reads_as_prompt_and_completions(tmp_
     row = dm.rows["train"][0]
     assert tiny_tokenizer.decode(row["prompt_ids"]) == "<|user|>What is 2 + 2?<|end|><|assistant|>"
     assert tiny_tokenizer.decode(row["chosen_ids"]) == "4</s>" and tiny_tokenizer.decode(row["rejected_ids"]) == "5</s>"
+
+
+def test_checks_make_duplicates_contradictions_and_leaks_bad_rows(tmp_path):
+    import copy
+
+    from lit_align.errors import DataError
+    from lit_align.tasks.arithmetic import make_rows
+    from tests.helpers import write_jsonl
+
+    rows = make_rows("pairwise", "train", 20, seed=4)
+    rows.append(copy.deepcopy(rows[3]))  # row 21 repeats row 4
+    rows.append({**copy.deepcopy(rows[5]), "chosen": rows[5]["rejected"], "rejected": rows[5]["chosen"]})  # row 22
+    validation = make_rows("pairwise", "validation", 6, seed=4)
+    validation[2]["prompt"] = rows[0]["prompt"]  # validation row 3 leaks a training prompt
+    files = {"train": str(write_jsonl(tmp_path / "train.jsonl", rows)),
+             "validation": str(write_jsonl(tmp_path / "val.jsonl", validation))}  # fmt: skip
+    source = DataSource(path="json", data_files=files, test_split=None)
+    checks = ["duplicates", "contradictions", "leaks"]
+    dm = PairwiseDataModule(source=source, checks=checks, max_length=64)
+    with pytest.raises(
+        DataError, match=r"train.jsonl: row 21: repeats an earlier row exactly \(the duplicates check\)"
+    ):
+        dm.setup("fit")
+    dm = PairwiseDataModule(source=source, checks=checks, max_length=64, on_bad_row="skip")
+    dm.setup("fit")
+    assert dm.stats["train"]["skipped: repeats an earlier row exactly (the duplicates check)"] == 1
+    assert dm.stats["train"]["skipped: states the reverse of an earlier row (the contradictions check)"] == 1
+    assert dm.stats["val"]["skipped: its prompt is also in the training split (the leaks check)"] == 1
+    assert len(dm.rows["train"]) == 20 and len(dm.rows["val"]) == 5
+    unchecked = PairwiseDataModule(source=source, max_length=64)
+    unchecked.setup("fit")
+    assert len(unchecked.rows["train"]) == 22 and len(unchecked.rows["val"]) == 6
