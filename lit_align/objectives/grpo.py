@@ -9,6 +9,7 @@ from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lit_align.domains import AtLeastTwo, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, check_args
+from lit_align.errors import ConfigError
 from lit_align.losses.policy_gradient import LossNormalization, clipped_policy_loss
 from lit_align.objectives.names import renamed
 from lit_align.objectives.online import (
@@ -27,7 +28,7 @@ from lit_align.rewards.combine import OnRewardError, RewardSet, RewardSpec
 from lit_align.roles.models import ModelSpec, load_policy
 from lit_align.roles.reference import Reference, ReferenceKind, ReferenceSpec, WithReference
 from lit_align.roles.scoring import without_autograd
-from lit_align.rollout import Rollout, RolloutSpec, SamplingConfig, completion_logps
+from lit_align.rollout import Rollout, RolloutSpec, SamplingConfig, cat_rollouts, completion_logps
 from lit_align.runtime.distributed import mean_over_ranks
 from lit_align.types import PromptBatch
 
@@ -63,6 +64,7 @@ class GRPO(WithReference, LightningModule):
         mini_batch_size: PositiveInt | None = None,
         max_grad_norm: PositiveFloat | None = 1.0,
         filter_zero_std: bool = False,
+        dynamic_sampling: NonNegativeInt = 0,
         log_samples_every_n_steps: NonNegativeInt = 50,
         num_samples_to_log: NonNegativeInt = 4,
         optimizer: OptimizerCallable = torch.optim.AdamW,
@@ -97,6 +99,10 @@ class GRPO(WithReference, LightningModule):
             filter_zero_std: Leave groups whose completions all got one reward out of the update (and out of the
                 loss normalisation), as DAPO's dynamic-sampling filter; ``train/frac_groups_kept`` logs the share kept.
                 A batch with no such group takes no step.
+            dynamic_sampling: With ``filter_zero_std``: draw up to this many batches of prompts per update, keeping
+                their informative groups, until they fill one batch of prompts (DAPO's dynamic sampling; verl's
+                ``max_num_gen_batches``); the update then uses exactly one batch of prompts' groups. 0 does not draw
+                more. Groups kept for a later update are not checkpointed. ``train/generation_batches`` logs the draws.
             log_samples_every_n_steps: Write sample prompts, completions and rewards to ``samples.jsonl`` this often.
             num_samples_to_log: How many samples each time.
             optimizer: Optimizer class and arguments.
@@ -121,6 +127,9 @@ class GRPO(WithReference, LightningModule):
             rollout,
         )  # hparams holds them as plain dicts
         check_group_sampling(sampling, completions_per_prompt, "GRPO")
+        if dynamic_sampling and not filter_zero_std:
+            raise ConfigError("GRPO.dynamic_sampling", "needs filter_zero_std: true (it refills what the filter drops)")
+        self._kept: list[tuple[Rollout, torch.Tensor]] = []  # informative groups waiting for a full batch
         self.reference = Reference(reference, finetune=policy.finetune, fixed_rows=False, needed=kl_coef > 0)
         self.policy: torch.nn.Module | None = None
         self.sampler: Sampler | None = None  # built in configure_model, so a bad reward is a one-line error
@@ -136,6 +145,13 @@ class GRPO(WithReference, LightningModule):
             self.policy, self.policy_spec, rewards, self.hparams.no_signal_patience, self.rollout_spec
         )
 
+    def on_fit_start(self) -> None:
+        """Refuse the group filter across processes: each would decide alone whether to step (DDP would hang)."""
+        if self.hparams.filter_zero_std and self.trainer.world_size > 1:
+            raise ConfigError(
+                "model.init_args.filter_zero_std", "runs in single-process training only for now (one device)"
+            )
+
     def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
         """Rollout -> rewards -> advantages -> ``num_iterations`` passes of minibatch updates."""
         hp, timings = self.hparams, {}
@@ -150,7 +166,17 @@ class GRPO(WithReference, LightningModule):
         if hp.filter_zero_std:
             keep = informative_rows(scores.total, hp.completions_per_prompt).to(self.device)  # (N,)
             filtered["frac_groups_kept"] = keep.float().mean()
-            rollout, advantages = Rollout(*(t[keep] for t in rollout)), advantages[keep]
+            self._kept.append((Rollout(*(t[keep] for t in rollout)), advantages[keep]))
+            wanted = len(batch["prompts"]) * hp.completions_per_prompt
+            if sum(len(a) for _, a in self._kept) < wanted and len(self._kept) < hp.dynamic_sampling:
+                advantages = advantages[:0]  # draw the next batch of prompts before updating
+            else:
+                filtered["generation_batches"] = torch.tensor(float(len(self._kept)))
+                pad_id = self.sampler.tokenizer.pad_token_id
+                rollout = cat_rollouts([r for r, _ in self._kept], pad_id)
+                advantages = torch.cat([a for _, a in self._kept])
+                rollout, advantages = Rollout(*(t[:wanted] for t in rollout)), advantages[:wanted]
+                self._kept.clear()
         with timed(timings, "timing/update"):
             stats = self._update(rollout, advantages) if len(advantages) else {}
         log_rollout(

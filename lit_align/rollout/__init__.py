@@ -4,6 +4,7 @@ from lit_align.rollout.engines import RolloutEngine, RolloutSpec, TransformersEn
 from lit_align.rollout.sampling import (
     Rollout,
     SamplingConfig,
+    cat_rollouts,
     generate,
     generate_ids,
     mask_after_eos,
@@ -22,6 +23,7 @@ __all__ = [
     "TransformersEngine",
     "ValueHead",
     "build_engine",
+    "cat_rollouts",
     "completion_logps",
     "generate",
     "generate_ids",

@@ -179,5 +179,36 @@ def to_rollout(
     return Rollout(input_ids, attention_mask, completion_ids, mask, truncated)
 
 
+def cat_rollouts(rollouts: list[Rollout], pad_token_id: int) -> Rollout:
+    """Stack rollouts of different prompt and completion lengths into one: prompts left-padded, completions right-padded.
+
+    Args:
+        rollouts: Rollouts with shapes (N_k, P_k + R_k).
+        pad_token_id: Written into the new padding (which the masks leave out).
+
+    Returns:
+        One rollout of shape (sum N_k, max P_k + max R_k); each row's tokens, masks and positions are unchanged.
+
+    """
+    if len(rollouts) == 1:
+        return rollouts[0]
+    prompt_len = max(r.prompt_length for r in rollouts)
+    completion_len = max(r.completion_ids.shape[1] for r in rollouts)
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in Rollout._fields}
+    for r in rollouts:
+        p, c = r.prompt_length, r.completion_ids.shape[1]
+        left, right = prompt_len - p, completion_len - c
+        pad = torch.nn.functional.pad
+        prompt_ids = pad(r.input_ids[:, :p], (left, 0), value=pad_token_id)
+        prompt_mask = pad(r.attention_mask[:, :p], (left, 0), value=0)
+        completion_ids = pad(r.completion_ids, (0, right), value=pad_token_id)
+        parts["input_ids"].append(torch.cat([prompt_ids, completion_ids], dim=1))
+        parts["attention_mask"].append(torch.cat([prompt_mask, pad(r.attention_mask[:, p:], (0, right), value=0)], 1))
+        parts["completion_ids"].append(completion_ids)
+        parts["completion_mask"].append(pad(r.completion_mask, (0, right), value=False))
+        parts["truncated"].append(r.truncated)
+    return Rollout(*(torch.cat(parts[name]) for name in Rollout._fields))
+
+
 # Checkpoints keep the module's hyperparameters; let them load with torch.load(weights_only=True).
 torch.serialization.add_safe_globals([SamplingConfig])

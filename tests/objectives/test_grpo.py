@@ -124,3 +124,24 @@ def test_filter_zero_std_updates_on_the_groups_with_spread_only(tmp_path, monkey
     with pytest.raises(LitAlignError, match="2 batches in a row without learning signal"):
         _fit(tmp_path / "uniform", uniform, steps=2)
     assert seen == []  # no update was made from uniform groups
+
+
+def test_dynamic_sampling_draws_more_prompts_until_a_batch_is_full(tmp_path, monkeypatch):
+    """Each update gets exactly one batch of prompts' informative groups, drawn from up to 4 generation batches."""
+    seen = []
+    original = GRPO._update
+
+    def spy(self, rollout, advantages):
+        seen.append((len(advantages), rollout.completion_mask.any(-1).all().item()))
+        return original(self, rollout, advantages)
+
+    monkeypatch.setattr(GRPO, "_update", spy)
+    torch.manual_seed(0)
+    rows = _fit(tmp_path, _grpo(filter_zero_std=True, dynamic_sampling=4), steps=3)
+    draws = [float(r["train/generation_batches"]) for r in rows if r.get("train/generation_batches")]
+    assert len(seen) == 3 and all(1 <= d <= 4 for d in draws) and max(draws) > 1, (draws, seen)
+    # An update never holds more than one batch (2 prompts x 4 completions), only whole groups, and one filled up
+    # from more than one generation batch.
+    assert all(n <= 8 and n % 4 == 0 for n, _ in seen) and 8 in [n for n, _ in seen], seen
+    with pytest.raises(LitAlignError, match="GRPO.dynamic_sampling: needs filter_zero_std: true"):
+        _grpo(dynamic_sampling=2)

@@ -154,3 +154,29 @@ def test_prompts_are_shared_only_when_exact_and_worth_it():
     assert prompt_groups(policy, prompts[:, -1:]) is None  # 1-token prompts
     policy.gradient_checkpointing_enable()  # Hugging Face turns the cache off under it
     assert prompt_groups(policy, prompts) is None
+
+
+def test_cat_rollouts_keeps_every_rows_tokens_and_log_probs():
+    """Two rollouts of different prompt and completion lengths: stacked, each row scores exactly as before."""
+    import torch
+
+    from lit_align.roles.models import ModelSpec, load_policy
+    from lit_align.rollout import Rollout, cat_rollouts, completion_logps
+
+    def rollout(prompt, completion, mask):
+        n = len(prompt)
+        ids, cids = torch.tensor(prompt), torch.tensor(completion)
+        attention = torch.cat([(ids != 0).long(), torch.tensor(mask).long()], 1)
+        return Rollout(torch.cat([ids, cids], 1), attention, cids, torch.tensor(mask), torch.zeros(n, dtype=torch.bool))
+
+    a = rollout([[0, 5, 6], [7, 8, 9]], [[10, 11], [12, 0]], [[True, True], [True, False]])
+    b = rollout([[5, 6, 7, 8, 9]], [[13, 14, 15]], [[True, True, True]])
+    merged = cat_rollouts([a, b], pad_token_id=0)
+    assert merged.input_ids.shape == (3, 8) and merged.completion_ids.shape == (3, 3)
+    assert merged.input_ids[0].tolist() == [0, 0, 0, 5, 6, 10, 11, 0]  # two more pads on the left, one on the right
+    policy = load_policy(ModelSpec()).double()
+    with torch.no_grad():
+        alone = [completion_logps(policy, r).token_logps for r in (a, b)]
+        together = completion_logps(policy, merged).token_logps
+    assert torch.allclose(together[:2, :2] * a.completion_mask, alone[0] * a.completion_mask, atol=1e-10)
+    assert torch.allclose(together[2:], alone[1], atol=1e-10)
