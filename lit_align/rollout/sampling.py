@@ -180,7 +180,7 @@ def to_rollout(
 
 
 def cat_rollouts(rollouts: list[Rollout], pad_token_id: int) -> Rollout:
-    """Stack rollouts of different prompt and completion lengths into one: prompts left-padded, completions right-padded.
+    """Stack rollouts of different prompt and completion lengths: prompts left-padded, completions right-padded.
 
     Args:
         rollouts: Rollouts with shapes (N_k, P_k + R_k).
