@@ -4,17 +4,12 @@ import json
 import math
 
 import pytest
-import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from lit_align.commands.evaluate import evaluate
 from lit_align.metrics import distinct_n
 from lit_align.rewards import RewardModelScorer
 from lit_align.roles.tokenizer import load_tokenizer
-from tests.helpers import REPO, run_in_process, write_jsonl
-
-TINY = REPO / "lit_align" / "embedded" / "tiny-sft"
-FEW = {"source": {"split": "test", "val_split": None, "num_rows": 32}}
+from tests.helpers import run_in_process, write_jsonl
 
 
 def _source(rows=32, **extra):
@@ -72,15 +67,6 @@ def test_best_of_n_with_the_verifier_is_pass_at_n_and_beats_greedy(capsys):
     assert result["greedy"]["exact_match"] < result["pass@4"]
     gain = result["best_of_n_gain"]["exact_match"]
     assert gain == pytest.approx(result["pass@4"] - result["greedy"]["exact_match"], abs=1e-4)
-
-
-@pytest.fixture(scope="module")
-def random_reward_model(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("rm")
-    AutoModelForSequenceClassification.from_pretrained(TINY, num_labels=1).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(TINY).save_pretrained(folder)
-    return folder
 
 
 def test_a_reward_model_scores_and_selects(random_reward_model, tmp_path, capsys):

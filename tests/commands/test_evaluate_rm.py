@@ -2,16 +2,14 @@
 
 import json
 
-import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from lit_align.commands.evaluate_rm import pairwise_accuracy
 from lit_align.tasks.arithmetic import make_rows
-from tests.helpers import REPO, run_in_process, write_jsonl
+from tests.helpers import run_in_process, write_jsonl
 
 PAIR = ("chosen", "rejected")
-TINY = REPO / "lit_align" / "embedded" / "tiny-sft"
 
 
 def test_pairwise_accuracy_by_hand():
@@ -22,16 +20,6 @@ def test_pairwise_accuracy_by_hand():
     assert out["rows"] == 4 and out["accuracy"] == 0.5 and out["margin"] == 1.0
     assert out["groups"] == {"a": {"rows": 1, "accuracy": 1.0}, "b": {"rows": 3, "accuracy": 0.3333}}
     assert "groups" not in pairwise_accuracy(chosen, rejected)
-
-
-@pytest.fixture(scope="module")
-def random_reward_model(tmp_path_factory):
-    """The tiny backbone with a randomly initialised scalar head: scores are arbitrary but deterministic."""
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("rm")
-    AutoModelForSequenceClassification.from_pretrained(TINY, num_labels=1).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(TINY).save_pretrained(folder)
-    return folder
 
 
 def test_cli_matches_plain_transformers_scoring(random_reward_model):
