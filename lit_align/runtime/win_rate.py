@@ -6,10 +6,11 @@ from typing import Any
 
 import torch
 from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_warn
 
-from lit_align.data.sources import DataSource, load_splits, readable_rows
+from lit_align.data.sources import BAD_ROW, DataSource, load_splits
 from lit_align.data.validation import text_or_messages
-from lit_align.errors import ConfigError
+from lit_align.errors import ConfigError, DataError
 from lit_align.metrics import win_tie_rates
 from lit_align.rewards.scorers import build_scorer
 from lit_align.rewards.verifiable import Match
@@ -65,14 +66,24 @@ class WinRate(Callback):
             raise ConfigError("WinRate.source", "the data module has no source; give the prompts' source")
         train, val = load_splits(source, Shape.PROMPT)
         rows = val or train
-        prompts, columns = [], {}
-        for i, row in readable_rows(rows):
+        prompts, columns, first_error = [], {}, None
+        for i, row in enumerate(rows.rows):
             if len(prompts) == self.num_prompts:
                 break
-            prompts.append(text_or_messages(row, self.prompt_field, rows.origin, i))
+            try:  # the data module reports (or stops on) bad rows itself: here they are only left out
+                if row.get(BAD_ROW) is not None:
+                    raise DataError(rows.origin, row[BAD_ROW], row=i + 1)
+                prompt = text_or_messages(row, self.prompt_field, rows.origin, i)
+            except DataError as error:
+                first_error = first_error or str(error)
+                continue
+            prompts.append(prompt)
             for key, value in row.items():
-                columns.setdefault(key, []).append(value)
+                if key != BAD_ROW:
+                    columns.setdefault(key, []).append(value)
         self.prompts, self.columns = prompts, columns
+        if not prompts:
+            self._disable(f"no usable prompt in {rows.origin} (first problem: {first_error})")
 
     def _scores(self, trainer: Trainer, pl_module: LightningModule) -> list[float | None]:
         """Greedy completions of the prompts by the current policy, scored."""
@@ -87,8 +98,18 @@ class WinRate(Callback):
         """Score the starting policy once (kept from the checkpoint on resume)."""
         self.scorer = build_scorer(self.scorer_name, match=self.match, kwargs=self.scorer_kwargs, key="WinRate.scorer")
         self._load_prompts(trainer)
-        if self.start_scores is None:
+        if self.prompts and self.start_scores is None:
             self.start_scores = self._scores(trainer, pl_module)
+            if all(score is None for score in self.start_scores):
+                self._disable(
+                    f"the scorer '{self.scorer_name}' scored none of {len(self.prompts)} validation prompts (the "
+                    "verifier needs an 'answer' column)"
+                )
+
+    def _disable(self, why: str) -> None:
+        """Warn that no win rate will be logged, and why (training itself is not affected)."""
+        self.start_scores = None
+        rank_zero_warn(f"WinRate: {why}; val/win_rate is not logged (set the callback's init_args.scorer or source)")
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Log the win and tie rates of the current policy against the start."""

@@ -51,3 +51,10 @@ def test_the_start_scores_survive_a_checkpoint():
     restored = WinRate()
     restored.load_state_dict(callback.state_dict())
     assert restored.start_scores == [1.0, 0.0, None]
+
+
+def test_a_scorer_that_scores_nothing_warns_and_logs_no_win_rate(tmp_path):
+    callback = WinRate(scorer="tests.commands.scorers:never", num_prompts=4, max_new_tokens=4)
+    with pytest.warns(UserWarning, match="WinRate: the scorer 'tests.commands.scorers:never' scored none of 4"):
+        rows = _fit(tmp_path, DPO(), callback, steps=2)
+    assert rows == [] and callback.start_scores is None
