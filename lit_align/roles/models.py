@@ -225,9 +225,27 @@ def _load_model(
         model = load_pretrained(auto_class, resolve_model_path(base) if base else path, **kwargs)
         if base:
             model.load_adapter(path)
+        if quantize:
+            keep_4bit_weights_trainable(model)
         return model
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"{POLICY_KEY}: cannot load model '{spec.name_or_path}': {first_line(error)}") from error
+
+
+def keep_4bit_weights_trainable(model: torch.nn.Module) -> None:
+    """Turn off bitsandbytes' CPU repacking of 4-bit weights, which breaks training after any inference forward.
+
+    On a CPU with AVX512-BF16, bitsandbytes (0.50) repacks a ``Linear4bit``'s weights in place the first time it runs
+    in eval mode without gradients (a validation batch, a rollout, the win-rate callback) and from then on multiplies
+    through a kernel with no autograd: gradients stop at every 4-bit layer, silently ("an autograd kernel was not
+    registered"). LoRA training on a 4-bit base then barely moves. Keeping the standard layout costs inference speed
+    on such CPUs only.
+    """
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 def load_policy(

@@ -91,3 +91,30 @@ def test_qlora_every_other_objective_trains_adapters(tmp_path, name):
     torch.manual_seed(0)
     _trainer(tmp_path, 2).fit(module, data)
     assert any(not p.equal(before[n]) for n, p in module.policy.named_parameters() if p.requires_grad)
+
+
+def test_an_inference_forward_leaves_the_4bit_base_trainable():
+    """bitsandbytes repacks 4-bit weights on AVX512-BF16 CPUs at the first eval no-grad forward (a validation batch, a
+    rollout); from then on gradients stopped at every 4-bit layer. The policy keeps the standard layout: the first
+    block's LoRA gradients and the 4-bit weights are the same with or without an inference forward first."""
+    from lit_align.roles.models import load_policy
+
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+
+    def grads(infer_first):
+        torch.manual_seed(0)
+        policy = load_policy(QLORA)
+        weights = {n: p.detach().clone() for n, p in policy.named_parameters() if "lora" not in n}
+        if infer_first:
+            policy.eval()
+            with torch.no_grad():
+                policy(input_ids=ids)
+            policy.train()
+        policy(input_ids=ids, labels=ids).loss.backward()
+        same = all(p.detach().equal(weights[n]) for n, p in policy.named_parameters() if "lora" not in n)
+        first = next(p for n, p in policy.named_parameters() if "layers.0." in n and "lora_B" in n)  # A gets 0 at B = 0
+        return first.grad.clone(), same
+
+    plain, _ = grads(False)
+    after, unchanged = grads(True)
+    assert plain.abs().sum() > 0 and torch.allclose(after, plain) and unchanged
