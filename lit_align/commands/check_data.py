@@ -172,6 +172,10 @@ def check_data(
         from lit_align.roles.tokenizer import load_tokenizer
 
         tok = load_tokenizer(tokenizer, trust_remote_code=trust_remote_code, key="--tokenizer")
+    for key, names in (("--score_fields", score_fields), ("--label_fields", label_fields)):
+        missing = [n for n in names or () if n not in train.rows.column_names]
+        if missing:
+            raise ConfigError(key, f"{missing} not among the columns of {train.origin}: {train.rows.column_names}")
     reward = build_scorer(scorer, match=match, kwargs=scorer_kwargs, trust_remote_code=trust_remote_code)
     report: dict[str, Any] = {"data": train.origin, "shape": shape, "splits": {}}
     warnings: list[str] = []

@@ -143,3 +143,12 @@ def test_a_truncation_check_without_a_tokenizer_is_refused():
     result = run_in_process("check-data", "--max_length", "64")
     assert result.returncode == 2
     assert "--max_length: needs --tokenizer" in result.stderr.strip().splitlines()[-1]
+
+
+def test_columns_that_are_not_there_are_named():
+    result = run_in_process("check-data", "--source.num_rows", "20", "--score_fields", "[a, score_rejected]")
+    assert result.returncode == 2
+    assert (
+        "--score_fields: ['a', 'score_rejected'] not among the columns of lit-align/arithmetic[train]"
+        in (result.stderr.strip().splitlines()[-1])
+    )
