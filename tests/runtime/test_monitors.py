@@ -150,3 +150,15 @@ def test_a_scheduled_refresh_is_no_alarm(tmp_path):
     module = DPO(reference=ReferenceSpec(kind="copy", refresh_every=2), optimizer=_adamw(1e-3))
     _fit(tmp_path, module, _pairs(), [FrozenReference()], steps=6, val_every=3)
     assert module.reference.refreshes >= 2 and _alarms(tmp_path) == []
+
+
+def test_a_reference_free_margin_that_stays_high_is_not_stuck():
+    """SimPO's margin starts far from 0 and may stay flat while it learns (recipes/simpo.yaml: about 5 throughout)."""
+    from types import SimpleNamespace
+
+    monitor = PreferenceStuck(window=20)
+    trainer = SimpleNamespace(global_step=150)
+    monitor.history = {"train/rewards/margins": [5.0 + 0.8 * (-1) ** i for i in range(150)]}
+    assert monitor.check(trainer, None) is None
+    monitor.history = {"train/rewards/margins": [0.002 * (-1) ** i for i in range(150)]}
+    assert "and the DPO loss near ln 2" in monitor.check(trainer, None)

@@ -25,14 +25,15 @@ def _trainable(module: LightningModule) -> list[torch.Tensor]:
 
 
 class PreferenceStuck(Monitor):
-    """DPO-style training that learns nothing: the weights do not move, or the preference margin does not.
+    """DPO-style training that learns nothing: the weights do not move, or the preference margin stays at zero.
 
-    With a reference, the margin starts at 0 and a margin still within ``tolerance`` of where it started means the
-    loss sits at ln 2 (sigmoid DPO's value at a zero margin).
+    With a reference (or a fresh reward head) the margin starts at 0; a margin whose recent mean is still within
+    ``tolerance`` of 0 means the loss sits at ln 2 (sigmoid DPO's value at a zero margin). Reference-free losses
+    (SimPO, ORPO) start with a margin far from 0 that need not grow: for them only the weights are checked.
 
     Args:
         key: The logged margin (``train/margin`` for the reward model).
-        tolerance: Change of the margin (mean of the last ``window`` steps minus the first) that counts as stuck.
+        tolerance: Size of the recent mean margin (last ``window`` steps) under which the margin counts as zero.
         after_steps: See :class:`~lit_align.runtime.monitors.base.Monitor`.
         window: See :class:`~lit_align.runtime.monitors.base.Monitor`.
         stop: See :class:`~lit_align.runtime.monitors.base.Monitor`.
@@ -67,16 +68,14 @@ class PreferenceStuck(Monitor):
                 "and check the policy's finetune / LoRA target modules"
             )
         margins = self.history[self.keys[0]]
-        moved = change(margins, self.window)
-        if abs(moved) >= self.tolerance:
-            return None
         last = window_mean(margins, self.window)
-        near_ln2 = " and the DPO loss near ln 2" if abs(window_mean(margins, self.window, last=False)) < 0.05 else ""
+        if abs(last) >= self.tolerance:
+            return None
         return (
-            f"{self.keys[0]} moved by {moved:+.4f} (now {last:.4f}){near_ln2} after {trainer.global_step} steps "
-            "while the weights move: the preference is not being learned; likely beta or the learning rate is too "
-            "small, chosen and rejected are nearly identical (lit-align check-data), or the reference moves with the "
-            "policy; raise lr or beta and check the data"
+            f"{self.keys[0]} is still {last:+.4f} (mean of the last {self.window} steps) and the DPO loss near ln 2 "
+            f"after {trainer.global_step} steps while the weights move: the preference is not being learned; likely "
+            "beta or the learning rate is too small, chosen and rejected are nearly identical (lit-align "
+            "check-data), or the reference moves with the policy; raise lr or beta and check the data"
         )
 
 
