@@ -116,8 +116,8 @@ class WinRate(Callback):
         if trainer.sanity_checking or self.start_scores is None:
             return
         win, tie, _ = win_tie_rates(self._scores(trainer, pl_module), self.start_scores)
-        pl_module.log("val/win_rate", win)
-        pl_module.log("val/tie_rate", tie)
+        pl_module.log("val/win_rate", win, sync_dist=True)  # the same on every process (each decodes every prompt)
+        pl_module.log("val/tie_rate", tie, sync_dist=True)
 
     def state_dict(self) -> dict[str, Any]:
         """The starting policy's scores."""
