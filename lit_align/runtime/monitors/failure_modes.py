@@ -34,7 +34,8 @@ class PreferenceStuck(Monitor):
     Args:
         key: The logged margin (``train/margin`` for the reward model).
         tolerance: Size of the recent mean margin (last ``window`` steps) under which the margin counts as zero.
-        after_steps: See :class:`~lit_align.runtime.monitors.base.Monitor`.
+        after_steps: Steps before the first check; put it past a long learning-rate warm-up (the reward-model
+            recipe's margin stays near 0 for its 300 warm-up steps).
         window: See :class:`~lit_align.runtime.monitors.base.Monitor`.
         stop: See :class:`~lit_align.runtime.monitors.base.Monitor`.
 
@@ -72,7 +73,7 @@ class PreferenceStuck(Monitor):
         if abs(last) >= self.tolerance:
             return None
         return (
-            f"{self.keys[0]} is still {last:+.4f} (mean of the last {self.window} steps) and the DPO loss near ln 2 "
+            f"{self.keys[0]} is still {last:+.4f} (mean of the last {self.window} steps), so the loss is near ln 2, "
             f"after {trainer.global_step} steps while the weights move: the preference is not being learned; likely "
             "beta or the learning rate is too small, chosen and rejected are nearly identical (lit-align "
             "check-data), or the reference moves with the policy; raise lr or beta and check the data"
