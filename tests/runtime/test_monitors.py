@@ -160,5 +160,15 @@ def test_a_reference_free_margin_that_stays_high_is_not_stuck():
     trainer = SimpleNamespace(global_step=150)
     monitor.history = {"train/rewards/margins": [5.0 + 0.8 * (-1) ** i for i in range(150)]}
     assert monitor.check(trainer, None) is None
-    monitor.history = {"train/rewards/margins": [0.002 * (-1) ** i for i in range(150)]}
-    assert "so the loss is near ln 2" in monitor.check(trainer, None)
+    stuck = PreferenceStuck(window=20)
+    stuck.history = {"train/rewards/margins": [0.002 * (-1) ** i for i in range(150)]}
+    assert "so the loss is near ln 2" in stuck.check(trainer, None)
+
+
+def test_a_noisy_margin_that_once_left_zero_is_not_stuck_later():
+    """KTO's margin (recipes/kto.yaml) rose to about 0.1, then dipped near 0 for a few logged steps before growing."""
+    from types import SimpleNamespace
+
+    monitor = PreferenceStuck(window=4)
+    monitor.history = {"train/rewards/margins": [0.0, 0.02, 0.05, 0.1, 0.12, 0.1, -0.01, 0.01, -0.005, 0.001]}
+    assert monitor.check(SimpleNamespace(global_step=150), None) is None  # the last 4 average -0.001: noise

@@ -27,8 +27,9 @@ def _trainable(module: LightningModule) -> list[torch.Tensor]:
 class PreferenceStuck(Monitor):
     """DPO-style training that learns nothing: the weights do not move, or the preference margin stays at zero.
 
-    With a reference (or a fresh reward head) the margin starts at 0; a margin whose recent mean is still within
-    ``tolerance`` of 0 means the loss sits at ln 2 (sigmoid DPO's value at a zero margin). Reference-free losses
+    With a reference (or a fresh reward head) the margin starts at 0; a margin whose mean over ``window`` steps has
+    never left ``tolerance`` of 0 means the loss sits at ln 2 (sigmoid DPO's value at a zero margin). Once a window
+    mean has left it, learning has started and later noisy dips (KTO's batches) do not count. Reference-free losses
     (SimPO, ORPO) start with a margin far from 0 that need not grow: for them only the weights are checked.
 
     Args:
@@ -55,6 +56,7 @@ class PreferenceStuck(Monitor):
         super().__init__(after_steps, window, stop)
         self.keys, self.tolerance = (key,), tolerance
         self.start: torch.Tensor | None = None
+        self.peak: float | None = None  # largest |window mean| of the margin so far
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Fingerprint the trainable weights before the first step."""
@@ -69,11 +71,15 @@ class PreferenceStuck(Monitor):
                 "and check the policy's finetune / LoRA target modules"
             )
         margins = self.history[self.keys[0]]
+        if self.peak is None:  # the first check (or the first after a resume): every window so far
+            self.peak = max(abs(window_mean(margins[: i + 1], self.window)) for i in range(len(margins)))
         last = window_mean(margins, self.window)
-        if abs(last) >= self.tolerance:
+        self.peak = max(self.peak, abs(last))
+        if self.peak >= self.tolerance:  # it moved away from 0 once: learning started (later dips are noise)
             return None
         return (
-            f"{self.keys[0]} is still {last:+.4f} (mean of the last {self.window} steps), so the loss is near ln 2, "
+            f"{self.keys[0]} is still {last:+.4f} (mean of the last {self.window} steps; it never left +-"
+            f"{self.tolerance} since the start), so the loss is near ln 2, "
             f"after {trainer.global_step} steps while the weights move: the preference is not being learned; likely "
             "beta or the learning rate is too small, chosen and rejected are nearly identical (lit-align "
             "check-data), or the reference moves with the policy; raise lr or beta and check the data"
