@@ -10,6 +10,7 @@ from typing import Any
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
+from lit_align.domains import NonNegativeInt, PositiveInt
 from lit_align.errors import SignalError
 
 ALARMS_FILE = "monitors.jsonl"
@@ -34,7 +35,7 @@ class Monitor(Callback):
     name = "monitor"
     keys: tuple[str, ...] = ()
 
-    def __init__(self, after_steps: int = 20, window: int = 10, stop: bool = False) -> None:
+    def __init__(self, after_steps: NonNegativeInt = 20, window: PositiveInt = 10, stop: bool = False) -> None:
         """See the class docstring."""
         self.after_steps, self.window, self.stop = after_steps, window, stop
         self.history: dict[str, list[float]] = {}

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from lightning import LightningModule, Trainer
 
+from lit_align.domains import NonNegativeInt, PositiveInt
 from lit_align.ops.fingerprint import fingerprint
 from lit_align.runtime.monitors.base import Monitor
 from lit_align.runtime.monitors.trends import change, correlation, window_mean
@@ -48,8 +49,8 @@ class PreferenceStuck(Monitor):
         self,
         key: str = "train/rewards/margins",
         tolerance: float = 0.01,
-        after_steps: int = 100,
-        window: int = 20,
+        after_steps: NonNegativeInt = 100,
+        window: PositiveInt = 20,
         stop: bool = False,
     ) -> None:
         """See the class docstring."""
@@ -100,7 +101,9 @@ class ZeroRewardSpread(Monitor):
     name = "zero_reward_spread"
     keys = ("train/frac_reward_zero_std",)
 
-    def __init__(self, threshold: float = 0.9, after_steps: int = 10, window: int = 10, stop: bool = False) -> None:
+    def __init__(
+        self, threshold: float = 0.9, after_steps: NonNegativeInt = 10, window: PositiveInt = 10, stop: bool = False
+    ) -> None:
         """See the class docstring."""
         super().__init__(after_steps, window, stop)
         self.threshold = threshold
@@ -135,7 +138,9 @@ class KLBound(Monitor):
     name = "kl_bound"
     keys = ("train/kl",)
 
-    def __init__(self, max_kl: float = 10.0, after_steps: int = 10, window: int = 10, stop: bool = False) -> None:
+    def __init__(
+        self, max_kl: float = 10.0, after_steps: NonNegativeInt = 10, window: PositiveInt = 10, stop: bool = False
+    ) -> None:
         """See the class docstring."""
         super().__init__(after_steps, window, stop)
         self.max_kl = max_kl
@@ -176,8 +181,8 @@ class LengthHacking(Monitor):
         gold_key: str | None = None,
         min_growth: float = 0.5,
         min_correlation: float = 0.5,
-        after_steps: int = 20,
-        window: int = 10,
+        after_steps: NonNegativeInt = 20,
+        window: PositiveInt = 10,
         stop: bool = False,
     ) -> None:
         """See the class docstring."""
@@ -221,7 +226,9 @@ class ModeCollapse(Monitor):
     name = "mode_collapse"
     keys = ("train/distinct_2",)
 
-    def __init__(self, ratio: float = 0.5, after_steps: int = 20, window: int = 10, stop: bool = False) -> None:
+    def __init__(
+        self, ratio: float = 0.5, after_steps: NonNegativeInt = 20, window: PositiveInt = 10, stop: bool = False
+    ) -> None:
         """See the class docstring."""
         super().__init__(after_steps, window, stop)
         self.ratio = ratio
@@ -258,8 +265,8 @@ class RewardHacking(Monitor):
         learned_key: str = "train/rewards/RewardModelScorer",
         gold_key: str = "train/rewards/arithmetic_answer",
         min_change: float = 0.05,
-        after_steps: int = 20,
-        window: int = 10,
+        after_steps: NonNegativeInt = 20,
+        window: PositiveInt = 10,
         stop: bool = False,
     ) -> None:
         """See the class docstring."""
