@@ -127,6 +127,25 @@ def sequence_kl(policy_logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Te
     return (policy_logps - ref_logps).detach().mean()
 
 
+def token_kl(policy_logps: torch.Tensor, ref_logps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The log-ratio per completion token: ``sum_i (log pi(y_i|x_i) - log ref(y_i|x_i)) / sum_i |y_i|``.
+
+    :func:`sequence_kl` grows with completion length; this is the same drift in nats per token, comparable between
+    tasks, models and objectives (``kl_per_token`` in the logs, what :class:`~lit_align.runtime.monitors.KLBound`
+    bounds).
+
+    Args:
+        policy_logps: Policy sequence log-probs. Shape: (N,)
+        ref_logps: Reference sequence log-probs. Shape: (N,)
+        lengths: Completion token counts. Shape: (N,)
+
+    Returns:
+        Scalar; 0 when there are no completion tokens. Shape: ()
+
+    """
+    return ((policy_logps - ref_logps).sum() / lengths.sum().clamp(min=1)).detach()
+
+
 def log_metrics(module: LightningModule, metrics: dict[str, torch.Tensor], stage: str, batch_size: int) -> None:
     """Log ``metrics`` as ``{stage}/{name}``, averaged over processes; a few also go to the progress bar."""
     named = {f"{stage}/{k}": v for k, v in metrics.items()}

@@ -103,3 +103,15 @@ def test_response_summary_by_hand():
     assert out["reward_mean"] == 0.5 and out["reward_failures"] == 1
     assert out["exact_match"] == 0.5 and out["answered"] == 2
     assert "exact_match" not in response_summary(texts, ids, correct=[None, None, None])
+
+
+def test_sequence_and_token_kl_by_hand():
+    import torch
+
+    from lit_align.metrics import sequence_kl, token_kl
+
+    policy, ref, lengths = torch.tensor([-4.0, -10.0]), torch.tensor([-6.0, -4.0]), torch.tensor([2, 10])
+    # log-ratios +2 and -6: per completion (2 - 6) / 2 = -2; per token (2 - 6) / (2 + 10) = -1/3
+    assert sequence_kl(policy, ref).item() == pytest.approx(-2.0)
+    assert token_kl(policy, ref, lengths).item() == pytest.approx(-1 / 3)
+    assert token_kl(policy[:0], ref[:0], lengths[:0]).item() == 0.0  # no tokens: 0, not nan

@@ -6,7 +6,6 @@ Exact match, reward statistics, win rate against a reference model, length, dive
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -16,83 +15,20 @@ import torch
 from jsonargparse import auto_cli
 
 from lit_align.commands.output import rounded
-from lit_align.data.sources import DataSource, load_splits, readable_rows
-from lit_align.data.validation import required_field, text_or_messages
+from lit_align.commands.scored import Scored, read_prompts
+from lit_align.data.sources import DataSource, load_splits
 from lit_align.domains import NonNegativeFloat, PositiveInt, TopP, check_args
 from lit_align.errors import ConfigError
-from lit_align.metrics import best_of_n, response_summary, win_tie_rates
-from lit_align.rewards.combine import RewardSet
+from lit_align.metrics import best_of_n, win_tie_rates
 from lit_align.rewards.scorers import build_scorer
-from lit_align.rewards.verifiable import Match, answer_matches
+from lit_align.rewards.verifiable import Match
 from lit_align.roles.models import ModelSpec, load_policy
 from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.rollout.sampling import SamplingConfig
-from lit_align.rollout.texts import Completion, as_reward_input, complete
+from lit_align.rollout.texts import complete
 from lit_align.types import Shape
 
 Select = Literal["all", "best"]
-
-
-class Scored:
-    """A model's completions of every prompt with their scores and exact match (B prompts x N samples)."""
-
-    def __init__(
-        self,
-        completions: list[list[Completion]],
-        prompts: list[Any],
-        answers: list[str | None],
-        columns: dict[str, list[Any]],
-        scorer: RewardSet | None,
-        match: Match,
-    ) -> None:
-        """Score every completion (rows repeated once per sample, as the online objectives call rewards)."""
-        self.completions = completions
-        n = len(completions[0]) if completions else 1
-        flat = [c for row in completions for c in row]
-        inputs = [as_reward_input(prompts[i // n], c.text) for i, c in enumerate(flat)]
-        repeated = [p for p in prompts for _ in range(n)]
-        correct = answer_matches(inputs, [a for a in answers for _ in range(n)], match)
-        self.correct = [correct[i * n : (i + 1) * n] for i in range(len(prompts))]
-        self.scores: list[list[float | None]] | None = None
-        self.failures: dict[str, int] = {}
-        if scorer is not None:
-            given = {k: [v for v in values for _ in range(n)] for k, values in columns.items()}
-            result = scorer(repeated, inputs, given, [c.token_ids for c in flat])
-            values = [None if math.isnan(v) else v for v in result.total.tolist()]
-            self.scores = [values[i * n : (i + 1) * n] for i in range(len(prompts))]
-            self.failures = dict(result.failures)
-
-    def picked(self, picks: list[int | None] | None) -> Scored:
-        """The same prompts with one completion each: ``picks[i]`` (the first where None), or all when None."""
-        if picks is None:
-            return self
-        chosen = [p if p is not None else 0 for p in picks]
-        out = object.__new__(Scored)
-        out.completions = [[row[j]] for row, j in zip(self.completions, chosen, strict=True)]
-        out.correct = [[row[j]] for row, j in zip(self.correct, chosen, strict=True)]
-        out.scores = None if self.scores is None else [[row[j]] for row, j in zip(self.scores, chosen, strict=True)]
-        out.failures = self.failures
-        return out
-
-    def summary(self, rows: list[int]) -> dict[str, float]:
-        """:func:`~lit_align.metrics.response_summary` of the completions of prompts ``rows``, and pass@N."""
-        flat = [(i, j) for i in rows for j in range(len(self.completions[i]))]
-        out = response_summary(
-            [self.completions[i][j].text for i, j in flat],
-            [self.completions[i][j].token_ids for i, j in flat],
-            None if self.scores is None else [self.scores[i][j] for i, j in flat],
-            [self.correct[i][j] for i, j in flat],
-        )
-        n = len(self.completions[rows[0]]) if rows else 1
-        answered = [i for i in rows if self.correct[i][0] is not None]
-        if n > 1 and answered:
-            out[f"pass@{n}"] = sum(any(self.correct[i]) for i in answered) / len(answered)
-        return out
-
-    def flat_scores(self, rows: list[int]) -> list[float | None]:
-        """Scores of the completions of prompts ``rows``, prompt by prompt."""
-        assert self.scores is not None
-        return [s for i in rows for s in self.scores[i]]
 
 
 def evaluate(
@@ -155,16 +91,7 @@ def evaluate(
     if select == "best" and (num_samples == 1 or scorer in (None, "none")):
         raise ConfigError("--select", "best needs --num_samples > 1 and a --scorer to pick with")
     rows, _ = load_splits(source, Shape.PROMPT)
-    prompts, answers, groups, columns = [], [], [], defaultdict(list)
-    for i, row in readable_rows(rows):
-        prompts.append(text_or_messages(row, prompt_field, rows.origin, i))
-        answer = row.get(answer_field) if answer_field else None
-        answers.append(None if answer is None else str(answer))
-        if group_field is not None:
-            groups.append(str(required_field(row, group_field, rows.origin, i)))
-        for key, value in row.items():
-            if key != prompt_field:
-                columns[key].append(value)
+    prompts, answers, groups, columns = read_prompts(rows, prompt_field, answer_field, group_field)
     if scorer == "verifier" and all(a is None for a in answers):
         raise ConfigError(
             "--scorer",
@@ -184,7 +111,7 @@ def evaluate(
         completions = complete(
             policy, tokenizer, prompts, settings, num_samples=samples, batch_size=batch_size, seed=seed, progress=path
         )
-        return Scored(completions, prompts, answers, columns, reward, match)
+        return Scored.score(completions, prompts, answers, columns, reward, match)
 
     main = run(model, sampling, num_samples, "--model")
     if reward is not None and main.scores is not None and all(s is None for s in main.flat_scores(range(len(prompts)))):

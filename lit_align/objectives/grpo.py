@@ -229,7 +229,7 @@ class GRPO(WithReference, LightningModule):
                 step = {"loss": out.loss.detach(), "entropy": entropy, "clip_ratio/low_mean": out.low_clip}
                 step |= {"clip_ratio/high_mean": out.high_clip, "clip_ratio/region_mean": out.low_clip + out.high_clip}
                 if hp.kl_coef:
-                    step["kl"] = out.kl
+                    step["kl"] = step["kl_per_token"] = out.kl  # TRL's GRPO ``kl`` is already per token
                 for k, v in step.items():
                     history.setdefault(k, []).append(v)
         return {k: torch.stack(v).mean() for k, v in history.items()}

@@ -8,10 +8,18 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from lit_align.domains import AtLeastTwo, FlipRate, NonNegativeInt, PositiveFloat, PositiveInt, check_args
+from lit_align.domains import (
+    AtLeastTwo,
+    FlipRate,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    check_args,
+)
 from lit_align.errors import LitAlignError
 from lit_align.losses.specs import LossType, preference_loss_spec
-from lit_align.metrics import log_metrics, preference_metrics, sequence_kl
+from lit_align.metrics import log_metrics, preference_metrics, sequence_kl, token_kl
 from lit_align.objectives.names import renamed
 from lit_align.objectives.online import (
     Sampler,
@@ -23,7 +31,7 @@ from lit_align.objectives.online import (
     write_samples,
 )
 from lit_align.objectives.optim import configure_optimizers, manual_step, role_device
-from lit_align.ops.pairs import best_and_worst
+from lit_align.ops.pairs import Pairing, select_pairs
 from lit_align.rewards.combine import OnRewardError, RewardSet, RewardSpec
 from lit_align.roles.models import ModelSpec, load_policy
 from lit_align.roles.reference import Reference, ReferenceKind, ReferenceSpec, WithReference
@@ -38,8 +46,9 @@ class OnlineDPO(WithReference, LightningModule):
     """Online DPO (Guo et al., 2024; arXiv:2402.04792) and iterative DPO (Xu et al., 2023; arXiv:2312.16682).
 
     Each step samples ``completions_per_prompt`` completions per prompt from the current policy, scores them with the
-    rewards (functions or a reward model), pairs the best with the worst completion of each prompt (prompts whose
-    samples all score alike give no pair) and takes one step of the preference loss on those pairs.
+    rewards (functions or a reward model), pairs the best with the worst completion of each prompt (or, with
+    ``pairing``, the best with every other, or every ordered pair; prompts whose samples all score alike give none)
+    and takes one step of the preference loss on those pairs.
     With ``regenerate_every: N`` the pairs are generated every N steps from that step's prompts and the steps in
     between train on them again (iterative, off-policy rounds); 1 is fully online.
     """
@@ -51,6 +60,8 @@ class OnlineDPO(WithReference, LightningModule):
         on_reward_error: OnRewardError = "raise",
         no_signal_patience: NonNegativeInt = 20,
         completions_per_prompt: AtLeastTwo = 4,
+        pairing: Pairing = "best_worst",
+        min_margin: NonNegativeFloat = 0.0,
         sampling: SamplingConfig = SamplingConfig(),  # noqa: B008
         eval_sampling: SamplingConfig = SamplingConfig(temperature=0.0),  # noqa: B008
         rollout: RolloutSpec = RolloutSpec(),  # noqa: B008
@@ -76,6 +87,9 @@ class OnlineDPO(WithReference, LightningModule):
                 learning signal: no usable reward, or the same reward for every completion of every prompt. The
                 first such batch warns; 0 never stops.
             completions_per_prompt: Completions sampled per prompt (at least 2).
+            pairing: Which pairs of each prompt's ranking to train on: ``best_worst`` (one per prompt), ``best_rest``
+                or ``all`` (see :func:`~lit_align.ops.pairs.select_pairs`, shared with ``lit-align generate``).
+            min_margin: A pair needs the chosen completion's reward higher by more than this.
             sampling: Temperature, top-p, max new tokens and truncation masking for training rollouts.
             eval_sampling: Sampling for validation (greedy by default).
             rollout: The engine that samples completions (transformers ``generate`` on the policy, a bf16
@@ -148,7 +162,7 @@ class OnlineDPO(WithReference, LightningModule):
                 scores = self.sampler.score(samples, training=True)
                 rollout, total = samples.rollout, scores.total.clone()
                 total[~rollout.completion_mask.any(-1).cpu()] = float("nan")  # masked (truncated): no pair
-                chosen, rejected = best_and_worst(total, hp.completions_per_prompt)
+                chosen, rejected = select_pairs(total, hp.completions_per_prompt, hp.pairing, hp.min_margin)
                 rows = torch.cat([chosen, rejected]).to(rollout.input_ids.device)
                 self.pairs = Rollout(*(t[rows] for t in rollout)) if len(chosen) else None
             extra["pairs_per_prompt"] = torch.tensor(len(chosen) / len(batch["prompts"]))
@@ -184,6 +198,7 @@ class OnlineDPO(WithReference, LightningModule):
         metrics["loss"] = out.loss.detach()
         if refs:
             metrics["kl"] = sequence_kl(logps, torch.cat(refs))
+            metrics["kl_per_token"] = token_kl(logps, torch.cat(refs), lengths)
         return metrics
 
     def validation_step(self, batch: PromptBatch, batch_idx: int) -> None:

@@ -203,7 +203,8 @@ class PPO(WithReference, LightningModule):
         with timed(timings, "timing/update"):
             stats = self._update(rollout, old_logps, old_values, advantages, returns)
         sequence_kl = kl.sum(-1)[known].mean() if known.any() else kl.new_zeros(())
-        stats |= {"kl": sequence_kl, "kl_coef": torch.tensor(self.kl_coef)}
+        kl_per_token = kl[known].sum() / mask[known].sum().clamp(min=1)
+        stats |= {"kl": sequence_kl, "kl_per_token": kl_per_token, "kl_coef": torch.tensor(self.kl_coef)}
         stats["value/explained_variance"] = explained_variance(old_values, returns, mask)
         if hp.target_kl is not None:  # every rank applies the same update, from the KL of all ranks
             self.kl_coef = adaptive_kl_coef(

@@ -1,29 +1,49 @@
-"""Pair selection by reward for online preference methods.
+"""Pair selection by score: which completions of a prompt become (chosen, rejected) pairs.
 
-Shape legend: N completions (B prompts x G), G completions per prompt, M pairs kept.
+Shared by ``OnlineDPO`` (pairs of each step's samples) and ``lit-align generate --mode pairs`` (pairs written to
+JSONL). Shape legend: N completions (B prompts x G), G completions per prompt, M pairs kept.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
+Pairing = Literal["best_worst", "best_rest", "all"]
+"""``best_worst``: the best against the worst completion of each prompt (one pair per prompt, as online DPO);
+``best_rest``: the best against every other; ``all``: every ordered pair of the ranking (up to G(G-1)/2)."""
 
-def best_and_worst(rewards: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row indices of the highest- and lowest-scored completion of each prompt; tied or unknown groups give none.
+
+def select_pairs(
+    scores: torch.Tensor, group_size: int, pairing: Pairing = "best_worst", min_margin: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row indices of the (chosen, rejected) pairs among each prompt's completions.
+
+    A pair needs both scores known and the chosen one higher by more than ``min_margin``, so ties are dropped and a
+    prompt whose completions all score alike gives none. Where several completions share the best (or worst) score
+    the first is taken. Pairs come prompt by prompt, then by chosen row, then by rejected row.
 
     Args:
-        rewards: Reward per completion, NaN when unknown; the G completions of a prompt are consecutive. Shape: (N,)
+        scores: Score per completion, NaN when unknown; the G completions of a prompt are consecutive. Shape: (N,)
         group_size: Completions per prompt (G).
+        pairing: Which pairs of a prompt's ranking to keep (see :data:`Pairing`).
+        min_margin: Smallest score difference that makes a pair (strictly greater).
 
     Returns:
-        ``(chosen, rejected)`` row indices into the N completions, one pair per usable prompt. Shapes: (M,), (M,)
+        ``(chosen, rejected)`` row indices into the N completions. Shapes: (M,), (M,)
 
     """
-    grouped = rewards.view(-1, group_size)  # (B, G)
-    high = grouped.nan_to_num(-torch.inf).argmax(-1)
-    low = grouped.nan_to_num(torch.inf).argmin(-1)
-    best = grouped.gather(-1, high.unsqueeze(-1)).squeeze(-1)
-    worst = grouped.gather(-1, low.unsqueeze(-1)).squeeze(-1)
-    usable = (best > worst) & ~best.isnan() & ~worst.isnan()
-    offsets = torch.arange(grouped.shape[0], device=rewards.device) * group_size
-    return (offsets + high)[usable], (offsets + low)[usable]
+    grouped = scores.view(-1, group_size)  # (B, G)
+    margins = grouped.unsqueeze(-1) - grouped.unsqueeze(-2)  # (B, G, G): [b, i, j] = s_i - s_j; NaN when unknown
+    keep = margins > min_margin  # NaN compares False
+    rows = torch.arange(group_size, device=scores.device)
+    if pairing != "all":
+        best = grouped.nan_to_num(-torch.inf).argmax(-1)  # (B,)
+        keep &= (rows == best[:, None])[:, :, None]  # chosen: the best
+    if pairing == "best_worst":
+        worst = grouped.nan_to_num(torch.inf).argmin(-1)  # (B,)
+        keep &= (rows == worst[:, None])[:, None, :]  # rejected: the worst
+    prompt, i, j = keep.nonzero(as_tuple=True)
+    offsets = prompt * group_size
+    return offsets + i, offsets + j

@@ -94,9 +94,13 @@ def test_dpo_with_a_vanishing_beta_is_stuck_at_ln2_while_the_weights_move(tmp_pa
 
 
 def test_a_very_high_learning_rate_breaks_the_kl_bound_and_stop_ends_the_run(tmp_path):
-    monitor = KLBound(max_kl=2.0, after_steps=2, window=2, stop=True)
-    with pytest.raises(SignalError, match=r"kl_bound at step \d+: KL to the reference is -?\d+\.\d+ nats"):
-        _fit(tmp_path, DPO(optimizer=_adamw(3e-2)), _pairs(), [monitor], steps=30)
+    rewards = [RewardSpec("lit_align.rewards.arithmetic_answer")]
+    calm = KLBound(after_steps=2, window=2)  # the default bound, per token
+    _fit(tmp_path / "calm", _grpo(1e-5, rewards, kl_coef=0.04), _prompts(), [calm], steps=4)
+    assert not _alarms(tmp_path / "calm") and len(calm.history["train/kl_per_token"]) == 4
+    monitor = KLBound(after_steps=2, window=2, stop=True)
+    with pytest.raises(SignalError, match=r"kl_bound at step \d+: KL to the reference is \d+\.\d+ nats per token"):
+        _fit(tmp_path, _grpo(3e-2, rewards, kl_coef=0.04), _prompts(), [monitor], steps=30)
     assert len(_alarms(tmp_path)) == 1
 
 

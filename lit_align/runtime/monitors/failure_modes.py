@@ -1,6 +1,6 @@
 """One callback per way alignment fails quietly; each warns once with the likely cause and the usual fix.
 
-They read what the objectives log (``train/rewards/margins``, ``train/kl``, ``train/frac_reward_zero_std``,
+They read what the objectives log (``train/rewards/margins``, ``train/kl_per_token``, ``train/frac_reward_zero_std``,
 ``train/reward``, ``train/completions/mean_length``, ``train/distinct_2``, ``train/rewards/<name>``), so they
 apply to any objective that logs those names and stay idle otherwise. The recipes turn on the ones that fit.
 """
@@ -13,12 +13,14 @@ from typing import Any
 import torch
 from lightning import LightningModule, Trainer
 
-from lit_align.domains import NonNegativeInt, PositiveInt
+from lit_align.domains import NonNegativeInt, PositiveFloat, PositiveInt
 from lit_align.ops.fingerprint import fingerprint
 from lit_align.runtime.monitors.base import Monitor
 from lit_align.runtime.monitors.trends import change, correlation, window_mean
 
 LN2 = math.log(2)
+MAX_KL_PER_TOKEN = 1.0
+"""KLBound's default, in nats per token (measured on healthy runs: docs/results.md, "Failure-mode monitors")."""
 
 
 def _trainable(module: LightningModule) -> list[torch.Tensor]:
@@ -122,13 +124,16 @@ class ZeroRewardSpread(Monitor):
 
 
 class KLBound(Monitor):
-    """The policy drifting away from its reference: ``train/kl`` (mean over ``window`` steps) past a bound.
+    """The policy drifting away from its reference: ``train/kl_per_token`` (mean over ``window`` steps) past a bound.
 
-    On sampled completions ``kl`` estimates KL(policy || reference) in nats per completion; on fixed pairs (DPO) it
-    is how far the policy's log-likelihood of the data moved, which plain DPO pushes down: the bound is on its size.
+    For objectives that sample their completions from the policy (GRPO, PPO, online DPO), where ``kl_per_token``
+    estimates KL(policy || reference) per completion token. Per token, so one bound fits short and long completions
+    (a sequence-level bound fired on healthy 40-token runs). DPO and KTO do not log ``kl_per_token`` and the monitor
+    stays idle there: on fixed pairs the policy's log-ratio to the reference is dominated by the rejected answers,
+    which the loss pushes down on purpose (docs/results.md, "Failure-mode monitors"), so it is no sign of drift.
 
     Args:
-        max_kl: Bound on ``|kl|``.
+        max_kl: Bound on ``|kl_per_token|``, in nats per token.
         after_steps: See :class:`~lit_align.runtime.monitors.base.Monitor`.
         window: See :class:`~lit_align.runtime.monitors.base.Monitor`.
         stop: See :class:`~lit_align.runtime.monitors.base.Monitor`.
@@ -136,10 +141,14 @@ class KLBound(Monitor):
     """
 
     name = "kl_bound"
-    keys = ("train/kl",)
+    keys = ("train/kl_per_token",)
 
     def __init__(
-        self, max_kl: float = 10.0, after_steps: NonNegativeInt = 10, window: PositiveInt = 10, stop: bool = False
+        self,
+        max_kl: PositiveFloat = MAX_KL_PER_TOKEN,
+        after_steps: NonNegativeInt = 10,
+        window: PositiveInt = 10,
+        stop: bool = False,
     ) -> None:
         """See the class docstring."""
         super().__init__(after_steps, window, stop)
@@ -151,9 +160,9 @@ class KLBound(Monitor):
         if abs(kl) <= self.max_kl:
             return None
         return (
-            f"KL to the reference is {kl:.2f} nats (mean of the last {self.window} steps; bound {self.max_kl}): the "
-            "policy is drifting far from the reference, usually a learning rate too high or a KL weight too low; "
-            "lower the learning rate, raise kl_coef (online) or beta (DPO)"
+            f"KL to the reference is {kl:.3f} nats per token (mean of the last {self.window} steps; bound "
+            f"{self.max_kl}): the policy is drifting far from the reference, usually a learning rate too high or a KL "
+            "weight too low; lower the learning rate, raise kl_coef (online) or beta (DPO)"
         )
 
 
