@@ -16,8 +16,8 @@ OVERLAYS = sorted((REPO / "configs").rglob("*.yaml"))
 
 def test_yaml_count():
     # Update these numbers when you add a recipe or an overlay; a file that goes missing fails here.
-    assert len(RECIPES) == 13, RECIPES  # 10 on the embedded model, 3 under recipes/real (SmolLM2)
-    assert len(OVERLAYS) == 13, OVERLAYS
+    assert len(RECIPES) == 14, RECIPES  # 11 on the embedded model, 3 under recipes/real (SmolLM2)
+    assert len(OVERLAYS) == 14, OVERLAYS
 
 
 def _parse(*configs: Path, capsys) -> str:
@@ -39,7 +39,11 @@ def test_recipe_parses(recipe, capsys):
     assert resolved["data"]["class_path"].startswith("lit_align.data.")
 
 
-@pytest.mark.parametrize("recipe", [r for r in RECIPES if "sft" not in r.name], ids=lambda p: p.name)
+def _objective(recipe: Path) -> str:
+    return yaml.safe_load(recipe.read_text())["model"]["class_path"].rsplit(".", 1)[1]
+
+
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if _objective(r) != "SFT"], ids=lambda p: p.name)
 def test_every_recipe_but_sft_turns_failure_monitors_on(recipe):
     """SFT logs nothing a monitor reads; every other recipe has the monitors that fit its objective."""
     from lit_align.runtime import monitors
@@ -102,7 +106,7 @@ def test_readme_stack_keeps_the_recipes_optimizer_and_schedule(stack, capsys):
 def _six_rows(recipe: str) -> list[dict]:
     """Six rows of the shape the recipe's data module reads, as a user's own small file would hold."""
     questions = [(f"What is {i} + 1?", str(i + 1)) for i in range(6)]
-    if recipe == "sft":
+    if recipe in ("sft", "rejection_sampling"):
         return [{"prompt": q, "completion": f" {a}"} for q, a in questions]
     if recipe == "kto":
         return [{"prompt": q, "completion": f" {a}", "label": i % 2 == 0} for i, (q, a) in enumerate(questions)]

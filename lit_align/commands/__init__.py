@@ -1,8 +1,8 @@
 """The ``lit-align`` command: a small dispatcher over one module per verb.
 
 ``fit``/``validate``/``test``/``predict`` go to the LightningCLI (:mod:`lit_align.commands.fit`); ``evaluate``,
-``evaluate-rm``, ``check-data``, ``report`` and ``export`` to their own modules. Nothing else in lit_align imports
-this package.
+``generate``, ``evaluate-rm``, ``check-data``, ``report`` and ``export`` to their own modules. Nothing else in
+lit_align imports this package.
 """
 
 from __future__ import annotations
@@ -119,6 +119,7 @@ COMMANDS = {
     "test": "run the test loop of a config (and --ckpt_path) and log test/ metrics",
     "predict": "run Lightning's predict loop of a config",
     "evaluate": "sample a model on prompts and score it: exact match, reward, win rate, length, distinct-n, best-of-N",
+    "generate": "sample a model and score the completions into preference pairs or best-of-N SFT rows (JSONL)",
     "evaluate-rm": "pairwise accuracy of a reward model on preference rows, one JSON line",
     "check-data": "audit a data set: duplicates, contradictions, leaks, length bias, label agreement, mislabel rate",
     "report": "write a run folder's HTML report: curves, sample generations over time, monitor warnings, config",
@@ -174,6 +175,10 @@ def _dispatch(args: list[str], argv: list[str] | None) -> None:
         from lit_align.commands.evaluate import evaluate_cli
 
         evaluate_cli(args[1:])
+    elif args and args[0] == "generate":
+        from lit_align.commands.generate import generate_cli
+
+        generate_cli(args[1:])
     elif args and args[0] == "evaluate-rm":
         from lit_align.commands.evaluate_rm import evaluate_reward_model_cli
 

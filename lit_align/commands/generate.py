@@ -1,0 +1,262 @@
+"""Sample a model, score its completions and write training rows (``lit-align generate``).
+
+``--mode pairs`` writes preference pairs that :class:`~lit_align.data.PairwiseDataModule` reads as they are;
+``--mode sft`` writes the best-scored completions as SFT rows (rejection sampling, best-of-N fine-tuning) that
+:class:`~lit_align.data.SFTDataModule` reads. Work is done in shards of ``shard_size`` prompts, each written whole
+(to a temporary name, then renamed) next to the output, so a restarted command skips the finished ones and ends with
+the same file as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from jsonargparse import auto_cli
+
+from lit_align.commands.output import rounded
+from lit_align.commands.scored import Scored, read_prompts
+from lit_align.data.sources import DataSource, load_splits
+from lit_align.domains import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, TopP, check_args
+from lit_align.errors import ConfigError
+from lit_align.ops.pairs import Pairing, select_pairs
+from lit_align.rewards.scorers import build_scorer
+from lit_align.rewards.verifiable import Match
+from lit_align.roles.models import ModelSpec, load_policy
+from lit_align.roles.tokenizer import load_tokenizer
+from lit_align.rollout.sampling import SamplingConfig
+from lit_align.rollout.texts import as_reward_input, complete
+from lit_align.types import Shape
+
+Mode = Literal["pairs", "sft"]
+SETTINGS = "settings.json"
+
+
+def pair_rows(scored: Scored, pairing: Pairing, min_margin: float) -> list[tuple[int, int, int]]:
+    """``(prompt, chosen sample, rejected sample)`` of every pair :func:`~lit_align.ops.pairs.select_pairs` keeps."""
+    n = len(scored.completions[0])
+    flat = [float("nan") if s is None else s for row in scored.scores for s in row]
+    chosen, rejected = select_pairs(torch.tensor(flat, dtype=torch.float64), n, pairing, min_margin)
+    return [(c // n, c % n, r % n) for c, r in zip(chosen.tolist(), rejected.tolist(), strict=True)]
+
+
+def best_rows(scored: Scored, min_score: float | None, per_prompt: int) -> list[tuple[int, int]]:
+    """``(prompt, sample)`` of the best-scored distinct completions of each prompt, at most ``per_prompt`` each.
+
+    A completion needs a known score, at least ``min_score`` when given; among equal texts the first counts once;
+    among equal scores the earlier sample comes first.
+    """
+    out = []
+    for i, (row, scores) in enumerate(zip(scored.completions, scored.scores, strict=True)):
+        ranked = sorted((j for j, s in enumerate(scores) if s is not None), key=lambda j: -scores[j])
+        seen: set[str] = set()
+        for j in ranked:
+            if (min_score is not None and scores[j] < min_score) or row[j].text in seen:
+                continue
+            seen.add(row[j].text)
+            out.append((i, j))
+            if len(seen) == per_prompt:
+                break
+    return out
+
+
+def generate(
+    model: str = "lit-align/tiny-sft",
+    source: DataSource = DataSource(split="train", val_split=None, test_split=None, num_rows=2000),  # noqa: B008
+    output: str = "generated/pairs.jsonl",
+    mode: Mode = "pairs",
+    prompt_field: str = "prompt",
+    answer_field: str | None = "answer",
+    scorer: str = "verifier",
+    scorer_kwargs: dict[str, Any] | None = None,
+    num_samples: PositiveInt = 8,
+    pairing: Pairing = "best_worst",
+    min_margin: NonNegativeFloat = 0.0,
+    min_score: float | None = None,
+    rows_per_prompt: PositiveInt = 1,
+    temperature: PositiveFloat = 1.0,
+    top_p: TopP = 1.0,
+    max_new_tokens: PositiveInt = 8,
+    batch_size: PositiveInt = 64,
+    shard_size: PositiveInt = 500,
+    seed: int = 0,
+    round: NonNegativeInt = 0,  # noqa: A002 (the provenance column's name)
+    match: Match = "leading",
+    trust_remote_code: bool = False,
+) -> dict:
+    """Sample ``num_samples`` completions of every prompt, score them and write JSONL rows; print a JSON summary.
+
+    Rows carry provenance: ``prompt_id`` (the source row), ``generator``, ``scorer``, ``round`` and the scores
+    (``chosen_score``, ``rejected_score``, ``margin``, or ``score``); the answer column is copied when rows have
+    one. The summary has ``rows``, ``prompt_coverage`` (share of prompts that gave a row), the samples'
+    ``exact_match`` and ``pass@N`` where answers exist, the mean scores and margin, and ``scorer_failures``.
+
+    Args:
+        model: Model name or path (a Hugging Face folder, e.g. a run's ``hf_model``, or a ``.gguf`` file).
+        source: Prompt rows; defaults to 2000 problems of the embedded task's training split.
+        output: JSONL file to write; its shards are kept in ``<output without suffix>.shards/`` for restarts.
+        mode: ``pairs`` (preference pairs) or ``sft`` (the best completions as SFT rows: rejection sampling).
+        prompt_field: Column holding the prompt (text or messages).
+        answer_field: Column of the reference answer (for the verifier and the summary); None: no answers.
+        scorer: ``verifier``, a reward model (path or name with ``/``) or a reward function's import path, as in
+            ``lit-align evaluate``.
+        scorer_kwargs: Keyword arguments of a reward function or class.
+        num_samples: Completions per prompt (N; at least 2 for pairs).
+        pairing: Pairs of each prompt's ranking to write: ``best_worst``, ``best_rest`` or ``all``
+            (:func:`~lit_align.ops.pairs.select_pairs`); ties are dropped.
+        min_margin: A pair needs the chosen score higher by more than this.
+        min_score: ``sft``: a completion needs at least this score (e.g. 1 with the verifier: right answers only);
+            None keeps each prompt's best.
+        rows_per_prompt: ``sft``: at most this many distinct completions per prompt, best first.
+        temperature: Sampling temperature.
+        top_p: Nucleus sampling mass.
+        max_new_tokens: Tokens generated per completion at most.
+        batch_size: Rows (prompt x sample) per generation batch.
+        shard_size: Prompts per shard (the unit of restart).
+        seed: Seed of the sampling; shard k is sampled with ``seed + k``.
+        round: Round number written to every row (``lit-align iterate`` sets it).
+        match: Which answers the verifier accepts (``leading`` or ``final``, as in ``evaluate``).
+        trust_remote_code: Allow model code from the hub.
+
+    """
+    check_args(generate, locals(), "--")
+    settings = {k: v for k, v in locals().items() if k not in ("output",)}
+    settings["source"] = dataclasses.asdict(source)
+    if mode == "pairs" and num_samples < 2:
+        raise ConfigError("--num_samples", f"is {num_samples}: pairs need at least 2 completions per prompt")
+    rows, _ = load_splits(source, Shape.PROMPT)
+    prompts, answers, _, columns = read_prompts(rows, prompt_field, answer_field)
+    if scorer == "verifier" and all(a is None for a in answers):
+        raise ConfigError("--scorer", f"verifier needs answers, and {rows.origin} has no '{answer_field}' column")
+    out = Path(output)
+    shards = _shard_folder(out, settings)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    reward = build_scorer(scorer, match=match, kwargs=scorer_kwargs, batch_size=batch_size, device=device,
+                          trust_remote_code=trust_remote_code)  # fmt: skip
+    if reward is None:
+        raise ConfigError("--scorer", "generate needs a scorer to rank completions with, not none")
+    sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+    loaded: tuple | None = None
+    starts = range(0, len(prompts), shard_size)
+    skipped = 0
+    for k, start in enumerate(starts):
+        path = shards / f"shard-{k:05d}.jsonl"
+        if path.exists() and path.with_suffix(".json").exists():
+            skipped += 1
+            continue
+        if loaded is None:
+            tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code, key="--model")
+            policy = load_policy(ModelSpec(name_or_path=model, trust_remote_code=trust_remote_code)).to(device)
+            loaded = (policy, tokenizer)
+        part = slice(start, start + shard_size)
+        completions = complete(*loaded, prompts[part], sampling, num_samples=num_samples, batch_size=batch_size,
+                               seed=seed + k, progress=f"shard {k + 1}/{len(starts)}")  # fmt: skip
+        part_columns = {key: values[part] for key, values in columns.items()}
+        scored = Scored.score(completions, prompts[part], answers[part], part_columns, reward, match)
+        lines, stats = _shard_rows(scored, prompts[part], answers[part], range(start, start + len(completions)),
+                                   settings)  # fmt: skip
+        _write_atomic(path, "".join(json.dumps(line) + "\n" for line in lines))
+        _write_atomic(path.with_suffix(".json"), json.dumps(stats))
+    files = [shards / f"shard-{k:05d}.jsonl" for k in range(len(starts))]
+    _write_atomic(out, "".join(f.read_text() for f in files))
+    summary = _summary([json.loads(f.with_suffix(".json").read_text()) for f in files], num_samples)
+    summary = rounded({"output": str(out), "mode": mode, "model": model, "scorer": scorer, "data": rows.origin,
+                       **summary, "shards": len(files), "shards_skipped": skipped})  # fmt: skip
+    print(json.dumps(summary))
+    return summary
+
+
+def _shard_folder(out: Path, settings: dict[str, Any]) -> Path:
+    """The output's shard folder, created with the settings; refused when it holds shards of other settings."""
+    shards = out.with_suffix(".shards")
+    saved = shards / SETTINGS
+    if saved.exists():
+        before = json.loads(saved.read_text())
+        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        if changed:
+            raise ConfigError("--output", f"'{shards}' holds shards made with other settings ({', '.join(changed)} "
+                              "differ); delete that folder or choose another --output")  # fmt: skip
+    shards.mkdir(parents=True, exist_ok=True)
+    _write_atomic(saved, json.dumps(settings, sort_keys=True))
+    return shards
+
+
+def _shard_rows(
+    scored: Scored, prompts: list[Any], answers: list[str | None], ids: range, settings: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The JSON rows of one shard and the counts its summary needs."""
+    answer_field = settings["answer_field"] or "answer"
+    common = {"generator": settings["model"], "scorer": settings["scorer"], "round": settings["round"]}
+
+    def text(i: int, j: int) -> Any:
+        return as_reward_input(prompts[i], scored.completions[i][j].text)
+
+    def row(i: int, **fields: Any) -> dict[str, Any]:
+        extra = {answer_field: answers[i]} if answers[i] is not None else {}
+        return {"prompt": prompts[i], **fields, "prompt_id": ids[i], **common, **extra}
+
+    lines: list[dict[str, Any]] = []
+    if settings["mode"] == "pairs":
+        for i, c, r in pair_rows(scored, settings["pairing"], settings["min_margin"]):
+            high, low = scored.scores[i][c], scored.scores[i][r]
+            lines.append(row(i, chosen=text(i, c), rejected=text(i, r), chosen_score=high, rejected_score=low,
+                             margin=high - low))  # fmt: skip
+        score_sums = {"chosen_score": sum(x["chosen_score"] for x in lines), "margin": sum(x["margin"] for x in lines)}
+        score_sums["rejected_score"] = sum(x["rejected_score"] for x in lines)
+    else:
+        for i, j in best_rows(scored, settings["min_score"], settings["rows_per_prompt"]):
+            lines.append(row(i, completion=text(i, j), score=scored.scores[i][j]))
+        score_sums = {"score": sum(x["score"] for x in lines)}
+    answered = [c for row_ in scored.correct for c in row_ if c is not None]
+    stats = {
+        "prompts": len(prompts),
+        "rows": len(lines),
+        "prompts_with_rows": len({x["prompt_id"] for x in lines}),
+        "answered_samples": len(answered),
+        "correct_samples": sum(answered),
+        "answered_prompts": sum(row_[0] is not None for row_ in scored.correct),
+        "solved_prompts": sum(any(row_) for row_ in scored.correct if row_[0] is not None),
+        "score_sums": score_sums,
+        "failures": scored.failures,
+    }
+    return lines, stats
+
+
+def _summary(stats: list[dict[str, Any]], num_samples: int) -> dict[str, Any]:
+    """Totals and means over every shard's counts."""
+
+    def total(key: str) -> int:
+        return sum(s[key] for s in stats)
+
+    rows, prompts = total("rows"), total("prompts")
+    out: dict[str, Any] = {"prompts": prompts, "rows": rows, "prompt_coverage": total("prompts_with_rows") / prompts}
+    for key in stats[0]["score_sums"]:
+        out[f"{key}_mean"] = sum(s["score_sums"][key] for s in stats) / rows if rows else float("nan")
+    if total("answered_samples"):
+        out["exact_match"] = total("correct_samples") / total("answered_samples")
+        out[f"pass@{num_samples}"] = total("solved_prompts") / total("answered_prompts")
+    failures: dict[str, int] = {}
+    for s in stats:
+        for reason, count in s["failures"].items():
+            failures[reason] = failures.get(reason, 0) + count
+    if failures:
+        out["scorer_failures"] = failures
+    return out
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a temporary file renamed over it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def generate_cli(args: list[str] | None = None) -> None:
+    """``lit-align generate --help``."""
+    auto_cli(generate, args=sys.argv[2:] if args is None else args, prog="lit-align generate", exit_on_error=False)

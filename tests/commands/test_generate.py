@@ -1,0 +1,97 @@
+"""``lit-align generate``: pairs and best-of-N SFT rows from the tiny model, restartable by shard."""
+
+import json
+
+import pytest
+
+from lit_align.commands.generate import best_rows, generate
+from lit_align.commands.scored import Scored
+from lit_align.data import DataSource, PairwiseDataModule, SFTDataModule
+from lit_align.rollout.texts import Completion
+from tests.helpers import run_in_process
+
+
+def _source(rows=40):
+    return DataSource(split="train", val_split=None, test_split=None, num_rows=rows)
+
+
+def _right(row, field):
+    return row[field][0]["content"].strip().split(" ")[0] == row["answer"]
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_pairs_prefer_the_higher_score_carry_provenance_and_train_unchanged(tmp_path, capsys):
+    out = tmp_path / "pairs.jsonl"
+    summary = generate(source=_source(), output=str(out), num_samples=4, shard_size=16)
+    rows = _lines(out)
+    assert rows and summary["rows"] == len(rows) and summary["shards"] == 3
+    assert all(r["chosen_score"] > r["rejected_score"] and r["margin"] == r["chosen_score"] - r["rejected_score"]
+               for r in rows)  # fmt: skip
+    assert all(_right(r, "chosen") and not _right(r, "rejected") for r in rows)  # the verifier's order
+    assert {r["generator"] for r in rows} == {"lit-align/tiny-sft"} and {r["round"] for r in rows} == {0}
+    ids = [r["prompt_id"] for r in rows]
+    assert len(set(ids)) == len(ids)  # best_worst: one pair per prompt
+    assert summary["prompt_coverage"] == pytest.approx(len(ids) / 40, abs=1e-4)
+    data = PairwiseDataModule(source=DataSource(path=str(out), val_size=4, test_split=None), batch_size=4,
+                              max_length=64)  # fmt: skip
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert batch["input_ids"].shape[0] == 8  # 4 pairs, chosen then rejected
+
+
+def test_a_restart_skips_finished_shards_and_ends_with_the_same_file(tmp_path, capsys):
+    out = tmp_path / "pairs.jsonl"
+    first = generate(source=_source(), output=str(out), num_samples=4, shard_size=16, pairing="all")
+    whole = out.read_bytes()
+    (tmp_path / "pairs.shards" / "shard-00001.jsonl").unlink()  # as if killed while writing shard 1
+    out.unlink()
+    again = generate(source=_source(), output=str(out), num_samples=4, shard_size=16, pairing="all")
+    assert again["shards_skipped"] == 2 and out.read_bytes() == whole
+    assert {k: v for k, v in again.items() if k != "shards_skipped"} == {
+        k: v for k, v in first.items() if k != "shards_skipped"
+    }
+
+
+def test_shards_of_other_settings_are_refused_in_one_line(tmp_path, capsys):
+    out = tmp_path / "pairs.jsonl"
+    generate(source=_source(8), output=str(out), num_samples=2)
+    run = run_in_process("generate", "--source.num_rows", "8", "--source.val_split", "null", "--source.test_split",
+                         "null", "--num_samples", "3", "--output", str(out))  # fmt: skip
+    assert run.code == 2 and run.stderr.count("\n") == 1
+    assert "--output" in run.stderr and "num_samples" in run.stderr and "pairs.shards" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [(["--num_samples", "1"], "--num_samples"), (["--scorer", "none"], "--scorer"), (["--shard_size", "0"], "shard")],
+)
+def test_meaningless_settings_stop_in_one_line(tmp_path, args, key):
+    run = run_in_process("generate", "--source.num_rows", "4", "--output", str(tmp_path / "p.jsonl"), *args)
+    assert run.code == 2 and run.stderr.count("\n") == 1 and key in run.stderr, run.stderr
+
+
+def test_best_rows_by_hand():
+    texts = [["12", "13", "12", "x"], ["7", "8", "9", "7"]]
+    scores = [[1.0, 0.0, 1.0, None], [0.5, 0.9, 0.9, 0.5]]
+    scored = Scored([[Completion(t, [], False) for t in row] for row in texts], [[None] * 4] * 2, scores)
+    assert best_rows(scored, None, 1) == [(0, 0), (1, 1)]  # the first of equal scores
+    assert best_rows(scored, None, 3) == [(0, 0), (0, 1), (1, 1), (1, 2), (1, 0)]  # "12" twice counts once
+    assert best_rows(scored, 0.9, 3) == [(0, 0), (1, 1), (1, 2)]  # below min_score: left out
+
+
+def test_sft_rows_are_right_answers_that_train_in_the_sft_module(tmp_path, capsys):
+    out = tmp_path / "sft.jsonl"
+    summary = generate(source=_source(24), output=str(out), mode="sft", num_samples=4, min_score=1.0,
+                       rows_per_prompt=2)  # fmt: skip
+    rows = _lines(out)
+    assert rows and summary["rows"] == len(rows) and all(r["score"] == 1.0 and _right(r, "completion") for r in rows)
+    per_prompt: dict[int, list[str]] = {}
+    for r in rows:
+        per_prompt.setdefault(r["prompt_id"], []).append(r["completion"][0]["content"])
+    assert all(len(v) <= 2 and len(set(v)) == len(v) for v in per_prompt.values())
+    data = SFTDataModule(source=DataSource(path=str(out), val_size=2, test_split=None), batch_size=4, max_length=64)
+    data.setup("fit")
+    assert next(iter(data.train_dataloader()))["input_ids"].shape[0] == 4
