@@ -10,13 +10,16 @@ import yaml
 from lit_align.commands.fit import run_cli
 from tests.helpers import REPO
 
-RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
+ALL_RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
+ROUNDS = [r for r in ALL_RECIPES if "fit" in yaml.safe_load(r.read_text())]  # lit-align iterate configs
+RECIPES = [r for r in ALL_RECIPES if r not in ROUNDS]  # lit-align fit configs
 OVERLAYS = sorted((REPO / "configs").rglob("*.yaml"))
 
 
 def test_yaml_count():
     # Update these numbers when you add a recipe or an overlay; a file that goes missing fails here.
     assert len(RECIPES) == 14, RECIPES  # 11 on the embedded model, 3 under recipes/real (SmolLM2)
+    assert len(ROUNDS) == 1, ROUNDS  # iterate configs
     assert len(OVERLAYS) == 14, OVERLAYS
 
 
@@ -29,6 +32,21 @@ def _parse(*configs: Path, capsys) -> str:
     out = capsys.readouterr()
     assert info.value.code == 0, out.err[-2000:]
     return out.out
+
+
+@pytest.mark.parametrize("recipe", ROUNDS, ids=lambda p: p.name)
+def test_iterate_recipe_parses_and_its_fit_section_is_a_recipe(recipe, tmp_path, capsys):
+    from lit_align.commands.iterate import iterate_cli
+
+    with pytest.raises(SystemExit) as info:
+        iterate_cli(["--config", str(recipe), "--print_config"])
+    assert info.value.code == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["rounds"] >= 1 and resolved["generate"] and resolved["evaluate"]
+    fit = tmp_path / "fit.yaml"
+    fit.write_text(yaml.safe_dump(resolved["fit"]))
+    model = yaml.safe_load(_parse(fit, capsys=capsys))["model"]
+    assert model["class_path"].startswith("lit_align.objectives.")
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)

@@ -1,8 +1,8 @@
 """The ``lit-align`` command: a small dispatcher over one module per verb.
 
 ``fit``/``validate``/``test``/``predict`` go to the LightningCLI (:mod:`lit_align.commands.fit`); ``evaluate``,
-``generate``, ``evaluate-rm``, ``check-data``, ``report`` and ``export`` to their own modules. Nothing else in
-lit_align imports this package.
+``generate``, ``iterate``, ``evaluate-rm``, ``check-data``, ``report`` and ``export`` to their own modules.
+Nothing else in lit_align imports this package.
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ COMMANDS = {
     "predict": "run Lightning's predict loop of a config",
     "evaluate": "sample a model on prompts and score it: exact match, reward, win rate, length, distinct-n, best-of-N",
     "generate": "sample a model and score the completions into preference pairs or best-of-N SFT rows (JSONL)",
+    "iterate": "rounds of generate -> train -> evaluate, each from the last round's model (recipes/iterative_dpo.yaml)",
     "evaluate-rm": "pairwise accuracy of a reward model on preference rows, one JSON line",
     "check-data": "audit a data set: duplicates, contradictions, leaks, length bias, label agreement, mislabel rate",
     "report": "write a run folder's HTML report: curves, sample generations over time, monitor warnings, config",
@@ -179,6 +180,10 @@ def _dispatch(args: list[str], argv: list[str] | None) -> None:
         from lit_align.commands.generate import generate_cli
 
         generate_cli(args[1:])
+    elif args and args[0] == "iterate":
+        from lit_align.commands.iterate import iterate_cli
+
+        iterate_cli(args[1:])
     elif args and args[0] == "evaluate-rm":
         from lit_align.commands.evaluate_rm import evaluate_reward_model_cli
 
