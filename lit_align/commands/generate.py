@@ -2,9 +2,11 @@
 
 ``--mode pairs`` writes preference pairs that :class:`~lit_align.data.PairwiseDataModule` reads as they are;
 ``--mode sft`` writes the best-scored completions as SFT rows (rejection sampling, best-of-N fine-tuning) that
-:class:`~lit_align.data.SFTDataModule` reads. Work is done in shards of ``shard_size`` prompts, each written whole
-(to a temporary name, then renamed) next to the output, so a restarted command skips the finished ones and ends with
-the same file as an uninterrupted run.
+:class:`~lit_align.data.SFTDataModule` reads; ``--mode spin`` writes SPIN's pairs (Chen et al., 2024;
+arXiv:2401.01335): the real answer of an SFT row over the model's own sample, a sample equal to the real answer
+dropped and counted (``spin/identical_fraction``, SPIN's convergence signal). Work is done in shards of
+``shard_size`` prompts, each written whole (to a temporary name, then renamed) next to the output, so a restarted
+command skips the finished ones and ends with the same file as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from jsonargparse import auto_cli
 
 from lit_align.commands.output import rounded
-from lit_align.commands.scored import Scored, read_prompts
+from lit_align.commands.scored import Scored, read_demonstrations, read_prompts
 from lit_align.data.sources import DataSource, load_splits
 from lit_align.domains import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, TopP, check_args
 from lit_align.errors import ConfigError
@@ -33,7 +35,7 @@ from lit_align.rollout.sampling import SamplingConfig
 from lit_align.rollout.texts import as_reward_input, complete
 from lit_align.types import Shape
 
-Mode = Literal["pairs", "sft"]
+Mode = Literal["pairs", "sft", "spin"]
 SETTINGS = "settings.json"
 
 
@@ -72,6 +74,7 @@ def generate(
     mode: Mode = "pairs",
     prompt_field: str = "prompt",
     answer_field: str | None = "answer",
+    real_field: str = "completion",
     scorer: str = "verifier",
     scorer_kwargs: dict[str, Any] | None = None,
     num_samples: PositiveInt = 8,
@@ -100,11 +103,14 @@ def generate(
         model: Model name or path (a Hugging Face folder, e.g. a run's ``hf_model``, or a ``.gguf`` file).
         source: Prompt rows; defaults to 2000 problems of the embedded task's training split.
         output: JSONL file to write; its shards are kept in ``<output without suffix>.shards/`` for restarts.
-        mode: ``pairs`` (preference pairs) or ``sft`` (the best completions as SFT rows: rejection sampling).
+        mode: ``pairs`` (preference pairs), ``sft`` (the best completions as SFT rows: rejection sampling) or
+            ``spin`` (the real answer over each distinct sample that differs from it; SFT rows as the source).
         prompt_field: Column holding the prompt (text or messages).
         answer_field: Column of the reference answer (for the verifier and the summary); None: no answers.
+        real_field: ``spin``: column of the real answer (text or messages) next to ``prompt_field``; rows holding a
+            ``messages`` conversation instead take its last (assistant) message.
         scorer: ``verifier``, a reward model (path or name with ``/``) or a reward function's import path, as in
-            ``lit-align evaluate``.
+            ``lit-align evaluate``; ``none`` only for ``spin`` (which needs no scores; a scorer adds them).
         scorer_kwargs: Keyword arguments of a reward function or class.
         num_samples: Completions per prompt (N; at least 2 for pairs).
         pairing: Pairs of each prompt's ranking to write: ``best_worst``, ``best_rest`` or ``all``
@@ -129,8 +135,12 @@ def generate(
     settings["source"] = dataclasses.asdict(source)
     if mode == "pairs" and num_samples < 2:
         raise ConfigError("--num_samples", f"is {num_samples}: pairs need at least 2 completions per prompt")
-    rows, _ = load_splits(source, Shape.PROMPT)
-    prompts, answers, _, columns = read_prompts(rows, prompt_field, answer_field)
+    rows, _ = load_splits(source, Shape.SFT if mode == "spin" else Shape.PROMPT)
+    reals: list[str] | None = None
+    if mode == "spin":
+        prompts, reals, answers, columns = read_demonstrations(rows, prompt_field, real_field, answer_field)
+    else:
+        prompts, answers, _, columns = read_prompts(rows, prompt_field, answer_field)
     if scorer == "verifier" and all(a is None for a in answers):
         raise ConfigError("--scorer", f"verifier needs answers, and {rows.origin} has no '{answer_field}' column")
     out = Path(output)
@@ -138,7 +148,7 @@ def generate(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     reward = build_scorer(scorer, match=match, kwargs=scorer_kwargs, batch_size=batch_size, device=device,
                           trust_remote_code=trust_remote_code)  # fmt: skip
-    if reward is None:
+    if reward is None and mode != "spin":
         raise ConfigError("--scorer", "generate needs a scorer to rank completions with, not none")
     sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     loaded: tuple | None = None
@@ -158,8 +168,8 @@ def generate(
                                seed=seed + k, progress=f"shard {k + 1}/{len(starts)}")  # fmt: skip
         part_columns = {key: values[part] for key, values in columns.items()}
         scored = Scored.score(completions, prompts[part], answers[part], part_columns, reward, match)
-        lines, stats = _shard_rows(scored, prompts[part], answers[part], range(start, start + len(completions)),
-                                   settings)  # fmt: skip
+        ids = range(start, start + len(completions))
+        lines, stats = _shard_rows(scored, prompts[part], answers[part], ids, settings, reals and reals[part])
         _write_atomic(path, "".join(json.dumps(line) + "\n" for line in lines))
         _write_atomic(path.with_suffix(".json"), json.dumps(stats))
     files = [shards / f"shard-{k:05d}.jsonl" for k in range(len(starts))]
@@ -187,9 +197,23 @@ def _shard_folder(out: Path, settings: dict[str, Any]) -> Path:
 
 
 def _shard_rows(
-    scored: Scored, prompts: list[Any], answers: list[str | None], ids: range, settings: dict[str, Any]
+    scored: Scored,
+    prompts: list[Any],
+    answers: list[str | None],
+    ids: range,
+    settings: dict[str, Any],
+    reals: list[str] | None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The JSON rows of one shard and the counts its summary needs."""
+    """The JSON rows of one shard and the counts its summary needs.
+
+    An empty completion (the model stopped at once) is left out of every row and counted (``empty_samples``): the
+    data modules refuse empty answers.
+    """
+    empty = [[not c.text.strip() for c in row_] for row_ in scored.completions]
+    if scored.scores is not None:  # unscored, so no pair or SFT row picks it
+        pairs = zip(scored.scores, empty, strict=True)
+        scores = [[None if e else v for v, e in zip(vs, es, strict=True)] for vs, es in pairs]
+        scored = dataclasses.replace(scored, scores=scores)
     answer_field = settings["answer_field"] or "answer"
     common = {"generator": settings["model"], "scorer": settings["scorer"], "round": settings["round"]}
 
@@ -201,7 +225,22 @@ def _shard_rows(
         return {"prompt": prompts[i], **fields, "prompt_id": ids[i], **common, **extra}
 
     lines: list[dict[str, Any]] = []
-    if settings["mode"] == "pairs":
+    extra_stats: dict[str, int] = {}
+    if settings["mode"] == "spin":
+        identical = 0
+        for i, (real, samples) in enumerate(zip(reals, scored.completions, strict=True)):
+            used: set[str] = set()
+            for j, sample in enumerate(samples):
+                if sample.text.strip() == real.strip():
+                    identical += 1
+                elif sample.text not in used and not empty[i][j]:
+                    used.add(sample.text)
+                    score = None if scored.scores is None else scored.scores[i][j]
+                    lines.append(row(i, chosen=as_reward_input(prompts[i], real), rejected=text(i, j),
+                                     rejected_score=score))  # fmt: skip
+        extra_stats = {"samples": sum(map(len, scored.completions)), "identical_samples": identical}
+        score_sums = {}
+    elif settings["mode"] == "pairs":
         for i, c, r in pair_rows(scored, settings["pairing"], settings["min_margin"]):
             high, low = scored.scores[i][c], scored.scores[i][r]
             lines.append(row(i, chosen=text(i, c), rejected=text(i, r), chosen_score=high, rejected_score=low,
@@ -223,6 +262,8 @@ def _shard_rows(
         "solved_prompts": sum(any(row_) for row_ in scored.correct if row_[0] is not None),
         "score_sums": score_sums,
         "failures": scored.failures,
+        "empty_samples": sum(map(sum, empty)),
+        **extra_stats,
     }
     return lines, stats
 
@@ -235,8 +276,11 @@ def _summary(stats: list[dict[str, Any]], num_samples: int) -> dict[str, Any]:
 
     rows, prompts = total("rows"), total("prompts")
     out: dict[str, Any] = {"prompts": prompts, "rows": rows, "prompt_coverage": total("prompts_with_rows") / prompts}
+    out["empty_samples"] = total("empty_samples")
     for key in stats[0]["score_sums"]:
         out[f"{key}_mean"] = sum(s["score_sums"][key] for s in stats) / rows if rows else float("nan")
+    if "identical_samples" in stats[0]:
+        out["spin/identical_fraction"] = total("identical_samples") / total("samples")
     if total("answered_samples"):
         out["exact_match"] = total("correct_samples") / total("answered_samples")
         out[f"pass@{num_samples}"] = total("solved_prompts") / total("answered_prompts")

@@ -67,6 +67,7 @@ def iterate(
     generate: dict | None = None,
     fit: dict | None = None,
     evaluate: dict | None = None,
+    keep_rounds: PositiveInt = 1,
     seed: int = 0,
 ) -> list[dict]:
     """Run ``rounds`` rounds; print one JSON line per round and write ``<output_dir>/summary.jsonl``.
@@ -84,6 +85,8 @@ def iterate(
             first round's starting model.
         evaluate: ``lit-align evaluate`` arguments but ``model``; each round's model and the starting model are
             evaluated with them.
+        keep_rounds: Train each round on the rows of this many latest rounds (2: this round's and the previous
+            one's, as SPIN's authors mix them); 1 trains on this round's rows only.
         seed: Base seed of the rounds.
 
     """
@@ -108,7 +111,7 @@ def iterate(
             if k > 0:
                 fixed = {"model": start, "output": str(here / "rows.jsonl"), "round": k, "seed": seed + k}
                 result["generate"] = generate_rows(**parsed(generate_rows, generate or {}, "generate", fixed))
-                start = _train(fit, start, here, seed + k)
+                start = _train(fit, start, here, _training_rows(out, k, keep_rounds), seed + k)
             result["model"] = start
             result["evaluate"] = evaluate_model(**parsed(evaluate_model, evaluate or {}, "evaluate", {"model": start}))
             here.mkdir(parents=True, exist_ok=True)
@@ -120,14 +123,25 @@ def iterate(
     return summary
 
 
-def _train(fit: dict[str, Any], start: str, here: Path, seed: int) -> str:
-    """Fit one round (resuming an interrupted one) and return its ``hf_model`` folder."""
+def _training_rows(out: Path, k: int, keep_rounds: int) -> Path:
+    """Round k's training file: its own rows, or those of the last ``keep_rounds`` rounds in one file."""
+    own = out / f"round-{k}" / "rows.jsonl"
+    if keep_rounds == 1 or k == 1:
+        return own
+    rounds = range(max(1, k - keep_rounds + 1), k + 1)
+    mixed = out / f"round-{k}" / "train.jsonl"
+    mixed.write_text("".join((out / f"round-{r}" / "rows.jsonl").read_text() for r in rounds))
+    return mixed
+
+
+def _train(fit: dict[str, Any], start: str, here: Path, rows: Path, seed: int) -> str:
+    """Fit one round on ``rows`` (resuming an interrupted fit) and return its ``hf_model`` folder."""
     from lit_align.commands.fit import run_cli
 
     run_dir = here / "fit"
     config = here / "fit.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(yaml.safe_dump(round_fit_config(fit, start, here / "rows.jsonl", run_dir, seed)))
+    config.write_text(yaml.safe_dump(round_fit_config(fit, start, rows, run_dir, seed)))
     args = ["fit", "--config", str(config)]
     if (run_dir / "checkpoints" / "last.ckpt").exists():
         args += ["--ckpt_path", "last"]

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lit_align.data.sources import Split, readable_rows
-from lit_align.data.validation import required_field, text_or_messages
+from lit_align.data.validation import messages_field, required_field, text_or_messages
+from lit_align.errors import DataError
 from lit_align.metrics import response_summary
 from lit_align.rewards.combine import RewardSet
 from lit_align.rewards.verifiable import Match, answer_matches
@@ -34,6 +35,36 @@ def read_prompts(
             if key != prompt_field:
                 columns[key].append(value)
     return prompts, answers, groups, dict(columns)
+
+
+def read_demonstrations(
+    rows: Split, prompt_field: str, real_field: str, answer_field: str | None
+) -> tuple[list[Any], list[str], list[str | None], dict[str, list[Any]]]:
+    """``(prompts, real answers, answers, columns)`` of SFT rows, for SPIN's pairs.
+
+    A row holds ``prompt_field`` and ``real_field`` (text, or messages whose last one is the answer), or a
+    ``messages`` conversation whose last message (the assistant's) is the answer and the rest the prompt.
+    """
+    prompts, reals, answers, columns = [], [], [], defaultdict(list)
+    for i, row in readable_rows(rows):
+        if row.get(prompt_field) is None and row.get("messages") is not None:
+            conversation = messages_field(row, "messages", rows.origin, i)
+            if len(conversation) < 2 or conversation[-1]["role"] != "assistant":
+                raise DataError(rows.origin, "must end with an assistant message (the real answer)", row=i + 1,
+                                field="messages")  # fmt: skip
+            prompt, real = conversation[:-1], conversation[-1]["content"]
+        else:
+            prompt = text_or_messages(row, prompt_field, rows.origin, i)
+            real = text_or_messages(row, real_field, rows.origin, i)
+            real = real[-1]["content"] if isinstance(real, list) else real
+        prompts.append(prompt)
+        reals.append(real)
+        answer = row.get(answer_field) if answer_field else None
+        answers.append(None if answer is None else str(answer))
+        for key, value in row.items():
+            if key not in (prompt_field, "messages"):
+                columns[key].append(value)
+    return prompts, reals, answers, dict(columns)
 
 
 @dataclass

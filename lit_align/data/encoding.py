@@ -172,6 +172,17 @@ def tokenize_rows(
         with_indices=True,
         fn_kwargs={"encode": encode, "origin": split.origin},
         remove_columns=split.rows.column_names,
+        # Typed up front: a column that is None for a whole first write batch (no bad row among the first
+        # thousand) would otherwise be typed null, and the first error after it fails the map.
+        features=datasets.Features(
+            {
+                ENCODED: datasets.Value("string"),
+                ERROR: datasets.Value("string"),
+                FATAL: datasets.Value("bool"),
+                TRUNCATED: datasets.Value("bool"),
+                SOURCE_ROW: datasets.Value("int64"),
+            }
+        ),  # fmt: skip
         num_proc=num_proc if num_proc and num_proc > 1 and len(split.rows) >= 2 * MAP_BATCH else None,
         new_fingerprint=fingerprint(split.rows, settings, tokenizer, split.origin),
         desc=f"Tokenizing {split.origin}",

@@ -95,3 +95,46 @@ def test_sft_rows_are_right_answers_that_train_in_the_sft_module(tmp_path, capsy
     data = SFTDataModule(source=DataSource(path=str(out), val_size=2, test_split=None), batch_size=4, max_length=64)
     data.setup("fit")
     assert next(iter(data.train_dataloader()))["input_ids"].shape[0] == 4
+
+
+def test_spin_pairs_put_the_real_answer_over_each_differing_sample_and_count_the_identical(tmp_path, capsys):
+    out = tmp_path / "spin.jsonl"
+    summary = generate(source=_source(32), output=str(out), mode="spin", num_samples=2, scorer="none")
+    rows = _lines(out)
+    samples = 64
+    kept = {(r["prompt_id"], r["rejected"][0]["content"]) for r in rows}
+    assert len(kept) == len(rows)  # a sample repeated for one prompt gives one pair
+    assert all(_right(r, "chosen") and r["chosen"][0]["content"] == r["answer"] for r in rows)  # the real answer
+    assert all(r["rejected"][0]["content"].strip() != r["answer"] for r in rows)
+    identical = summary["spin/identical_fraction"] * samples
+    assert identical == pytest.approx(round(identical), abs=0.01) and 0 < identical < samples
+    assert len(rows) <= samples - round(identical)
+    assert "rejected_score" not in rows[0] or rows[0]["rejected_score"] is None  # no scorer, no scores
+
+
+def test_spin_reads_prompt_and_completion_rows_too(tmp_path, capsys):
+    from tests.helpers import write_jsonl
+
+    answer = [{"role": "assistant", "content": "8"}]
+    data = write_jsonl(tmp_path / "sft.jsonl", [{"prompt": "2 + 6 = ?", "completion": answer},
+                                                {"prompt": "3 + 5 = ?", "completion": answer}])  # fmt: skip
+    source = DataSource(path=str(data), val_split=None, test_split=None)
+    summary = generate(source=source, output=str(tmp_path / "out.jsonl"), mode="spin", num_samples=3,
+                       scorer="none", answer_field=None)  # fmt: skip
+    rows = _lines(tmp_path / "out.jsonl")
+    assert summary["prompts"] == 2 and all(r["chosen"] == "8" for r in rows)  # the real answer's text
+    assert all(r["chosen"] != r["rejected"] for r in rows)
+
+
+@pytest.mark.parametrize("mode", ["pairs", "sft", "spin"])
+def test_an_empty_completion_makes_no_row_and_is_counted(mode):
+    """A model that stops at once writes an empty answer, which the data modules refuse: no row may hold one."""
+    from lit_align.commands.generate import _shard_rows
+
+    texts = [["", "5", "6"]]
+    scored = Scored([[Completion(t, [], False) for t in texts[0]]], [[False, True, False]], [[2.0, 1.0, 0.0]])
+    settings = {"answer_field": "answer", "model": "m", "scorer": "s", "round": 0, "mode": mode,
+                "pairing": "best_worst", "min_margin": 0.0, "min_score": None, "rows_per_prompt": 3}  # fmt: skip
+    lines, stats = _shard_rows(scored, ["2 + 3 = ?"], ["5"], range(1), settings, ["5"])
+    assert stats["empty_samples"] == 1 and lines
+    assert all(line.get(field) != "" for line in lines for field in ("chosen", "rejected", "completion"))

@@ -167,3 +167,19 @@ def test_bradley_terry_matches_formula_and_margin():
 def test_center_penalty_by_hand():
     # mean((1 + 0)^2, (0 + 0)^2, (-2 + 1)^2) = (1 + 0 + 1) / 3
     assert center_penalty(_t([1.0, 0.0, -2.0]), _t([0.0, 0.0, 1.0])).item() == pytest.approx(2 / 3)
+
+
+def test_spin_loss_is_the_sigmoid_spec_on_real_over_generated():
+    """SPIN (Chen et al., 2024, eq. 4.7 with the logistic loss l(t) = log(1 + exp(-t))): for the real answer y and the
+    model's own y', t = lambda * [log p(y)/p_t(y) - log p(y')/p_t(y')] against the previous round's model p_t."""
+    from lit_align.losses.specs import preference_loss_spec
+
+    lam = 0.1
+    real, generated, real_t, generated_t = PC, PR, RC, RR  # policy and previous-round log-probs of y and y'
+    spec = preference_loss_spec("sigmoid", beta=lam)  # what recipes/spin.yaml trains with (sft_weight 0: this alone)
+    lengths = torch.tensor([3, 3, 3])
+    out = spec(_t(real), _t(generated), lengths, lengths, _t(real_t), _t(generated_t))
+    by_hand = [
+        math.log(1 + math.exp(-lam * ((real[i] - real_t[i]) - (generated[i] - generated_t[i])))) for i in range(3)
+    ]
+    assert out.loss.item() == pytest.approx(sum(by_hand) / 3, abs=1e-9)
