@@ -111,7 +111,8 @@ def generate(
             ``messages`` conversation instead take its last (assistant) message.
         scorer: ``verifier``, a reward model (path or name with ``/``) or a reward function's import path, as in
             ``lit-align evaluate``; ``none`` only for ``spin`` (which needs no scores; a scorer adds them).
-        scorer_kwargs: Keyword arguments of a reward function or class.
+        scorer_kwargs: Keyword arguments of a reward function or class; a value ``$model`` is the generating model
+            (``path: $model`` makes a judge of :mod:`lit_align.rewards.judges` the policy itself: self-rewarding).
         num_samples: Completions per prompt (N; at least 2 for pairs).
         pairing: Pairs of each prompt's ranking to write: ``best_worst``, ``best_rest`` or ``all``
             (:func:`~lit_align.ops.pairs.select_pairs`); ties are dropped.
@@ -146,6 +147,8 @@ def generate(
     out = Path(output)
     shards = _shard_folder(out, settings)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    # "$model" in the scorer's arguments is the generating model: a judge that is the policy (self-rewarding).
+    scorer_kwargs = {k: model if v == "$model" else v for k, v in (scorer_kwargs or {}).items()}
     reward = build_scorer(scorer, match=match, kwargs=scorer_kwargs, batch_size=batch_size, device=device,
                           trust_remote_code=trust_remote_code)  # fmt: skip
     if reward is None and mode != "spin":

@@ -1,0 +1,284 @@
+"""Judges: a language model scores answers, so preference data needs no human labels (``rewards:``, ``--scorer``).
+
+- :class:`LogProbJudge`: the judge model's own likelihood of each answer (mean or summed log-probability).
+- :class:`GenerativeJudge`: the judge reads a prompt template holding the question and the answer, writes a
+  verdict, and a regex takes the score from it; several samples are averaged, and a verdict the regex cannot read
+  is a counted failure (None), never a silent 0. :data:`ADDITIVE_5_POINT` is an additive 5-point rubric as in the
+  self-rewarding paper (Yuan et al., 2024; arXiv:2401.10020), for instruct models.
+- :class:`PairwiseJudge`: the judge compares two answers, once in each order, so a preference for the first (or
+  second) position cancels out.
+
+A judge can be any model folder or name, or, in ``lit-align generate`` (and so ``lit-align iterate``), the model
+that generated the answers: ``path: $model`` (self-rewarding). Templates are filled by plain text replacement of
+``{prompt}`` and ``{response}`` (``{first}``, ``{second}``): nothing in them is evaluated.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from lit_align.data.templates import is_conversational, tokenize_prompt_completion
+from lit_align.data.validation import Messages
+from lit_align.errors import ConfigError
+from lit_align.roles.models import ModelSpec, load_frozen
+from lit_align.roles.scoring import token_scores
+from lit_align.roles.tokenizer import load_tokenizer
+from lit_align.rollout.sampling import SamplingConfig
+from lit_align.rollout.texts import complete
+
+ADDITIVE_5_POINT = """You are grading an assistant's answer to a user. Start from 0 points and add points as follows:
+
+1. +1 if the answer is on topic and gives at least some relevant information, even if partial or padded.
+2. +1 more if it covers a large part of what was asked, even without a complete or direct answer.
+3. +1 more if it answers the core of the question usefully.
+4. +1 more if it addresses the question directly and completely, in a clear, well organised and helpful way, with
+at most small flaws of clarity, length or focus.
+5. +1 more if it fits the question exactly, with nothing superfluous, shows expert knowledge and is of excellent
+quality.
+
+User question: {prompt}
+
+Answer to grade:
+{response}
+
+Explain your grade in at most 100 words, then end with a last line "Score: N" where N is the total (0 to 5).
+"""
+"""An additive 5-point grading prompt in the manner of the self-rewarding paper's judge (worded for lit-align), read
+with ``pattern: "Score: ([0-5])"``; for instruct models."""
+
+PAIRWISE = """Which response answers the question better?
+
+Question: {prompt}
+
+Response 1: {first}
+
+Response 2: {second}
+
+Reply with "1" or "2"."""
+"""A plain pairwise template, read with ``pattern: "([12])"``."""
+
+
+def text_of(value: str | Messages) -> str:
+    """The text of a prompt or completion: itself, or the content of its last message."""
+    return value[-1]["content"] if is_conversational(value) else value
+
+
+def fill(template: str, **fields: str) -> str:
+    """``template`` with each ``{name}`` replaced by ``fields[name]`` (plain replacement, nothing evaluated)."""
+    for name, value in fields.items():
+        template = template.replace("{" + name + "}", value)
+    return template
+
+
+def read_score(pattern: re.Pattern, text: str, labels: dict[str, float] | None) -> float | None:
+    """The score a verdict states: the pattern's first group (through ``labels`` when given), None if unreadable."""
+    found = pattern.search(text)
+    if found is None:
+        return None
+    value = found.group(1) if found.groups() else found.group(0)
+    if labels is not None:
+        return labels.get(value.strip().lower())
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+class _JudgeModel:
+    """A judge's frozen causal LM and its tokenizer."""
+
+    def __init__(self, path: str, batch_size: int, device: str, trust_remote_code: bool, key: str) -> None:
+        if path == "$model":
+            raise ConfigError(f"{key}.path", "'$model' (the generating model) is only known inside lit-align generate")
+        self.tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code, key=f"{key}.path")
+        spec = ModelSpec(name_or_path=path, trust_remote_code=trust_remote_code)
+        self.model = load_frozen(spec, device=torch.device(device))
+        self.batch_size = batch_size
+
+    def ask(self, questions: list[str], as_chat: bool, sampling: SamplingConfig, n: int, seed: int) -> list[list[str]]:
+        """The judge's answers to each question (as a user message when ``as_chat``), ``n`` each."""
+        prompts: list[Any] = [[{"role": "user", "content": q}] for q in questions] if as_chat else questions
+        out = complete(self.model, self.tokenizer, prompts, sampling, num_samples=n, batch_size=self.batch_size,
+                       seed=seed)  # fmt: skip
+        return [[c.text for c in row] for row in out]
+
+
+class LogProbJudge:
+    """The judge model's likelihood of each answer given its prompt: a model's own confidence as the score.
+
+    Args:
+        path: The judge model (folder, name or ``.gguf``).
+        reduce: ``mean`` log-probability per answer token (comparable across lengths) or ``sum`` (the sequence's).
+        batch_size: Answers per forward pass.
+        device: Where the judge runs.
+        trust_remote_code: Allow model code from the hub.
+
+    """
+
+    def __init__(
+        self,
+        path: str,
+        reduce: str = "mean",
+        batch_size: int = 64,
+        device: str = "cpu",
+        trust_remote_code: bool = False,
+    ) -> None:
+        """See the class docstring."""
+        if reduce not in ("mean", "sum"):
+            raise ConfigError("LogProbJudge.reduce", f"must be mean or sum, got {reduce!r}")
+        self.judge = _JudgeModel(path, batch_size, device, trust_remote_code, "LogProbJudge")
+        self.reduce = reduce
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str | Messages], completions: list[str | Messages], **_: object) -> list[float]:
+        """Mean (or summed) log-probability of each completion's tokens after its prompt."""
+        tokenizer, model = self.judge.tokenizer, self.judge.model
+        device = next(model.parameters()).device
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        out: list[float] = []
+        for start in range(0, len(prompts), self.judge.batch_size):
+            pairs = zip(prompts[start : start + self.judge.batch_size],
+                        completions[start : start + self.judge.batch_size], strict=True)  # fmt: skip
+            encoded = [tokenize_prompt_completion(tokenizer, p, c) for p, c in pairs]
+            width = max(len(p) + len(c) for p, c in encoded)
+            ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+            scored = torch.zeros(len(encoded), width, dtype=torch.bool)  # True where the next token is the answer's
+            attention = torch.zeros(len(encoded), width, dtype=torch.long)
+            for row, (p, c) in enumerate(encoded):
+                ids[row, : len(p) + len(c)] = torch.tensor(p + c)
+                attention[row, : len(p) + len(c)] = 1
+                scored[row, len(p) - 1 : len(p) + len(c) - 1] = True
+            targets = torch.cat([ids[:, 1:], ids[:, :1]], dim=1)  # position t predicts token t + 1
+            logps = token_scores(model, ids.to(device), attention.to(device), targets.to(device),
+                                 scored.to(device)).logps.float().cpu()  # fmt: skip
+            totals, counts = (logps * scored).sum(-1), scored.sum(-1).clamp(min=1)
+            out += (totals / counts if self.reduce == "mean" else totals).tolist()
+        return out
+
+
+class GenerativeJudge:
+    """A model grades each answer from a prompt template; a regex reads the score; ``num_samples`` verdicts averaged.
+
+    Args:
+        path: The judge model; ``$model`` inside ``lit-align generate``: the model that wrote the answers.
+        template: Judge prompt with ``{prompt}`` (the question's text) and ``{response}`` (the answer's).
+        pattern: Regex whose first group (or whole match) is the score.
+        labels: Map a matched word to a score (e.g. ``{"yes": 1, "no": 0}``); None reads a number.
+        num_samples: Verdicts per answer; the score is the mean of those the pattern reads (None if none).
+        temperature: Sampling temperature of the verdicts; default 0 (greedy) for one, 1.0 for several.
+        max_new_tokens: Tokens per verdict at most.
+        as_chat: Send the filled template as a user message through the chat template (instruct models);
+            False sends it as plain text.
+        batch_size: Verdicts generated per batch.
+        seed: Seed of the verdict sampling.
+        device: Where the judge runs.
+        trust_remote_code: Allow model code from the hub.
+
+    """
+
+    def __init__(
+        self,
+        path: str,
+        template: str = ADDITIVE_5_POINT,
+        pattern: str = r"Score: ([0-5])",
+        labels: dict[str, float] | None = None,
+        num_samples: int = 1,
+        temperature: float | None = None,
+        max_new_tokens: int = 128,
+        as_chat: bool = True,
+        batch_size: int = 64,
+        seed: int = 0,
+        device: str = "cpu",
+        trust_remote_code: bool = False,
+    ) -> None:
+        """See the class docstring."""
+        if "{response}" not in template:
+            raise ConfigError("GenerativeJudge.template", "has no {response}: the judge would never see the answer")
+        try:
+            self.pattern = re.compile(pattern)
+        except re.error as error:
+            raise ConfigError("GenerativeJudge.pattern", f"is not a valid regex: {error}") from None
+        temperature = (0.0 if num_samples == 1 else 1.0) if temperature is None else temperature
+        if num_samples > 1 and temperature == 0:
+            raise ConfigError("GenerativeJudge.temperature", f"is 0: {num_samples} greedy verdicts are identical")
+        self.template, self.num_samples, self.as_chat, self.seed = template, num_samples, as_chat, seed
+        self.labels = None if labels is None else {k.lower(): float(v) for k, v in labels.items()}
+        self.sampling = SamplingConfig(temperature=temperature, max_new_tokens=max_new_tokens)
+        self.judge = _JudgeModel(path, batch_size, device, trust_remote_code, "GenerativeJudge")
+
+    def verdicts(self, prompts: list[str | Messages], completions: list[str | Messages]) -> list[list[str]]:
+        """The judge's raw verdicts on each answer (``num_samples`` each)."""
+        questions = [fill(self.template, prompt=text_of(p), response=text_of(c))
+                     for p, c in zip(prompts, completions, strict=True)]  # fmt: skip
+        return self.judge.ask(questions, self.as_chat, self.sampling, self.num_samples, self.seed)
+
+    def __call__(
+        self, prompts: list[str | Messages], completions: list[str | Messages], **_: object
+    ) -> list[float | None]:
+        """The mean readable score of each answer's verdicts; None where no verdict could be read."""
+        out: list[float | None] = []
+        for verdicts in self.verdicts(prompts, completions):
+            scores = [s for s in (read_score(self.pattern, v, self.labels) for v in verdicts) if s is not None]
+            out.append(sum(scores) / len(scores) if scores else None)
+        return out
+
+
+class PairwiseJudge:
+    """A model says which of two answers is better, asked in both orders to cancel position bias.
+
+    Args:
+        path: The judge model.
+        template: Prompt with ``{prompt}``, ``{first}`` and ``{second}``.
+        pattern: Regex whose first group names the better answer.
+        labels: Which matched value means the first answer is better (1.0) or the second (0.0).
+        max_new_tokens: Tokens per verdict at most.
+        as_chat: Send the filled template as a user message through the chat template.
+        batch_size: Verdicts generated per batch.
+        device: Where the judge runs.
+        trust_remote_code: Allow model code from the hub.
+
+    """
+
+    def __init__(
+        self,
+        path: str,
+        template: str = PAIRWISE,
+        pattern: str = r"([12])",
+        labels: dict[str, float] | None = None,
+        max_new_tokens: int = 16,
+        as_chat: bool = True,
+        batch_size: int = 64,
+        device: str = "cpu",
+        trust_remote_code: bool = False,
+    ) -> None:
+        """See the class docstring."""
+        if "{first}" not in template or "{second}" not in template:
+            raise ConfigError("PairwiseJudge.template", "needs both {first} and {second}")
+        self.template, self.pattern, self.as_chat = template, re.compile(pattern), as_chat
+        self.labels = {"1": 1.0, "2": 0.0} if labels is None else {k.lower(): float(v) for k, v in labels.items()}
+        self.sampling = SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens)
+        self.judge = _JudgeModel(path, batch_size, device, trust_remote_code, "PairwiseJudge")
+
+    def verdicts(self, prompts: list, firsts: list, seconds: list) -> tuple[list[str], list[str]]:
+        """The judge's verdicts with the answers in the given order and swapped."""
+
+        def ask(a: list, b: list) -> list[str]:
+            questions = [fill(self.template, prompt=text_of(p), first=text_of(x), second=text_of(y))
+                         for p, x, y in zip(prompts, a, b, strict=True)]  # fmt: skip
+            return [row[0] for row in self.judge.ask(questions, self.as_chat, self.sampling, 1, 0)]
+
+        return ask(firsts, seconds), ask(seconds, firsts)
+
+    def compare(self, prompts: list, firsts: list, seconds: list) -> list[float | None]:
+        """P(first better) per pair: the mean of the two orders' readable verdicts (1, 0.5 when they disagree)."""
+        straight, swapped = self.verdicts(prompts, firsts, seconds)
+        out: list[float | None] = []
+        for a, b in zip(straight, swapped, strict=True):
+            first = read_score(self.pattern, a, self.labels)  # 1: the first shown (ours) is better
+            second = read_score(self.pattern, b, self.labels)  # 1: the first shown (theirs) is better
+            votes = [v for v in (first, None if second is None else 1.0 - second) if v is not None]
+            out.append(sum(votes) / len(votes) if votes else None)
+        return out
