@@ -95,12 +95,21 @@ def bars_on_terminals_only() -> Iterator[None]:
 
 
 def _encode_batch(
-    batch: dict[str, list[Any]], indices: list[int], *, encode: Callable, origin: str
+    batch: dict[str, list[Any]],
+    indices: list[int],
+    *,
+    encode: Callable,
+    origin: str,
+    row_numbers: list[int] | None = None,
 ) -> dict[str, list[Any]]:
-    """``datasets.map`` function: encode each row of a batch, keeping a bad row's error instead of stopping."""
+    """``datasets.map`` function: encode each row of a batch, keeping a bad row's error instead of stopping.
+
+    Errors name the row's place in the file (``row_numbers``, see :class:`~lit_align.data.sources.Split`).
+    """
     out: dict[str, list[Any]] = {ENCODED: [], ERROR: [], FATAL: [], TRUNCATED: [], SOURCE_ROW: list(indices)}
     names = list(batch)
-    for k, index in enumerate(indices):
+    for k, position in enumerate(indices):
+        index = position if row_numbers is None else row_numbers[position]
         row = {name: batch[name][k] for name in names}
         encoded, error, fatal = None, None, False
         try:
@@ -170,7 +179,7 @@ def tokenize_rows(
         batched=True,
         batch_size=MAP_BATCH,
         with_indices=True,
-        fn_kwargs={"encode": encode, "origin": split.origin},
+        fn_kwargs={"encode": encode, "origin": split.origin, "row_numbers": split.row_numbers},
         remove_columns=split.rows.column_names,
         # Typed up front: a column that is None for a whole first write batch (no bad row among the first
         # thousand) would otherwise be typed null, and the first error after it fails the map.
@@ -203,7 +212,7 @@ def _usable(
         raise DataError(split.origin, message.removeprefix(f"{split.origin}: "))
     skipped_rows: dict[str, list[int]] = {}
     for i in bad:
-        skipped_rows.setdefault(errors[i].rsplit(": ", 1)[-1], []).append(i + 1)
+        skipped_rows.setdefault(errors[i].rsplit(": ", 1)[-1], []).append(split.file_row(i) + 1)
     if bad:
         stats["skipped"] = len(bad)
         for reason, numbers in skipped_rows.items():

@@ -82,13 +82,26 @@ class DataSource:
 
 @dataclass
 class Split:
-    """Rows of one split and the name error messages use for them."""
+    """Rows of one split and the name error messages use for them.
+
+    Attributes:
+        rows: The rows.
+        origin: The file or dataset split, as messages name it.
+        row_numbers: Where a split is a selection of its file's rows (``val_size``), the 0-based position in the
+            file of each row, so messages name the file's row; None: rows are in file order.
+
+    """
 
     rows: datasets.Dataset
     origin: str
+    row_numbers: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def file_row(self, index: int) -> int:
+        """The 0-based position in the file of row ``index`` of this split."""
+        return index if self.row_numbers is None else self.row_numbers[index]
 
 
 def _load_split(source: DataSource, split: str) -> datasets.Dataset:
@@ -196,7 +209,7 @@ def readable_rows(split: Split) -> Iterator[tuple[int, dict[str, Any]]]:
     for index, row in enumerate(split.rows):
         reason = row.pop(BAD_ROW, None)
         if reason is not None:
-            raise DataError(split.origin, reason, row=index + 1)
+            raise DataError(split.origin, reason, row=split.file_row(index) + 1)
         yield index, row
 
 
@@ -270,8 +283,8 @@ def load_splits(
                 f"val_size={source.val_size} leaves {len(train_ids)} training and {len(val_ids)} validation rows "
                 f"({len(train.rows)} rows; rows of one prompt stay together)",
             )
-        val = Split(train.rows.select(val_ids), f"{train.origin} (validation part)")
-        train = Split(train.rows.select(train_ids), train.origin)
+        val = Split(train.rows.select(val_ids), f"{train.origin} (validation part)", list(val_ids))
+        train = Split(train.rows.select(train_ids), train.origin, list(train_ids))
     if source.num_rows is not None:
         train.rows = train.rows.select(range(min(source.num_rows, len(train.rows))))
     if val is not None and source.num_val_rows is not None:

@@ -173,3 +173,19 @@ def test_a_bad_row_after_a_thousand_good_ones_is_named_or_counted(tmp_path, on_b
         with pytest.warns(UserWarning, match="1 skipped"):
             dm.setup("fit")
         assert len(dm.rows["train"]) == 1599 and dm.stats["train"]["skipped"] == 1
+
+
+@pytest.mark.parametrize("on_bad_row", ["error", "skip"])
+def test_a_bad_row_is_named_by_its_line_in_the_file_after_a_val_size_split(tmp_path, on_bad_row):
+    """With val_size the training rows are a selection of the file; messages named the position in the selection."""
+    rows = [{"prompt": f"q{i}", "chosen": f" c{i}", "rejected": f" r{i}"} for i in range(60)]
+    rows[49]["rejected"] = ""  # line 50 of the file
+    path = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    source = DataSource(path=str(path), val_size=10)
+    dm = PairwiseDataModule(tokenizer="lit-align/tiny-sft", source=source, max_length=20, on_bad_row=on_bad_row)
+    if on_bad_row == "error":
+        with pytest.raises(DataError, match="row 50: field 'rejected'"):
+            dm.setup("fit")
+    else:
+        with pytest.warns(UserWarning, match=r"1 skipped.*\b50\b"):
+            dm.setup("fit")
