@@ -4,7 +4,9 @@
 ``--mode sft`` writes the best-scored completions as SFT rows (rejection sampling, best-of-N fine-tuning) that
 :class:`~lit_align.data.SFTDataModule` reads; ``--mode spin`` writes SPIN's pairs (Chen et al., 2024;
 arXiv:2401.01335): the real answer of an SFT row over the model's own sample, a sample equal to the real answer
-dropped and counted (``spin/identical_fraction``, SPIN's convergence signal). Work is done in shards of
+dropped and counted (``spin/identical_fraction``, SPIN's convergence signal); ``--mode cai-pairs`` and
+``cai-sft`` use a constitution (:mod:`lit_align.rewards.constitution`) as the scorer: pairs ordered by the
+principles (conflicts by priority), or each sample revised by the principles it breaks. Work is done in shards of
 ``shard_size`` prompts, each written whole (to a temporary name, then renamed) next to the output, so a restarted
 command skips the finished ones and ends with the same file as an uninterrupted run.
 """
@@ -27,6 +29,9 @@ from lit_align.data.sources import DataSource, load_splits
 from lit_align.domains import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, TopP, check_args
 from lit_align.errors import ConfigError
 from lit_align.ops.pairs import Pairing, select_pairs
+from lit_align.rewards.combine import import_object
+from lit_align.rewards.constitution import Constitution
+from lit_align.rewards.judges import text_of
 from lit_align.rewards.scorers import build_scorer
 from lit_align.rewards.verifiable import Match
 from lit_align.roles.models import ModelSpec, load_policy
@@ -35,7 +40,7 @@ from lit_align.rollout.sampling import SamplingConfig
 from lit_align.rollout.texts import as_reward_input, complete
 from lit_align.types import Shape
 
-Mode = Literal["pairs", "sft", "spin"]
+Mode = Literal["pairs", "sft", "spin", "cai-pairs", "cai-sft"]
 SETTINGS = "settings.json"
 
 
@@ -103,8 +108,11 @@ def generate(
         model: Model name or path (a Hugging Face folder, e.g. a run's ``hf_model``, or a ``.gguf`` file).
         source: Prompt rows; defaults to 2000 problems of the embedded task's training split.
         output: JSONL file to write; its shards are kept in ``<output without suffix>.shards/`` for restarts.
-        mode: ``pairs`` (preference pairs), ``sft`` (the best completions as SFT rows: rejection sampling) or
-            ``spin`` (the real answer over each distinct sample that differs from it; SFT rows as the source).
+        mode: ``pairs`` (preference pairs), ``sft`` (the best completions as SFT rows: rejection sampling),
+            ``spin`` (the real answer over each distinct sample that differs from it; SFT rows as the source),
+            ``cai-pairs`` (pairs as ``pairs``, ordered by a constitution, with each side's broken principles) or
+            ``cai-sft`` (each distinct sample revised by the constitution; the revisions that keep every
+            principle become SFT rows). The ``cai`` modes need ``--scorer`` to be a constitution.
         prompt_field: Column holding the prompt (text or messages).
         answer_field: Column of the reference answer (for the verifier and the summary); None: no answers.
         real_field: ``spin``: column of the real answer (text or messages) next to ``prompt_field``; rows holding a
@@ -134,7 +142,7 @@ def generate(
     check_args(generate, locals(), "--")
     settings = {k: v for k, v in locals().items() if k not in ("output",)}
     settings["source"] = dataclasses.asdict(source)
-    if mode == "pairs" and num_samples < 2:
+    if mode in ("pairs", "cai-pairs") and num_samples < 2:
         raise ConfigError("--num_samples", f"is {num_samples}: pairs need at least 2 completions per prompt")
     rows, _ = load_splits(source, Shape.SFT if mode == "spin" else Shape.PROMPT)
     reals: list[str] | None = None
@@ -153,6 +161,7 @@ def generate(
                           trust_remote_code=trust_remote_code)  # fmt: skip
     if reward is None and mode != "spin":
         raise ConfigError("--scorer", "generate needs a scorer to rank completions with, not none")
+    constitution = _constitution(scorer, scorer_kwargs) if mode.startswith("cai") else None
     sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     loaded: tuple | None = None
     starts = range(0, len(prompts), shard_size)
@@ -172,7 +181,8 @@ def generate(
         part_columns = {key: values[part] for key, values in columns.items()}
         scored = Scored.score(completions, prompts[part], answers[part], part_columns, reward, match)
         ids = range(start, start + len(completions))
-        lines, stats = _shard_rows(scored, prompts[part], answers[part], ids, settings, reals and reals[part])
+        lines, stats = _shard_rows(scored, prompts[part], answers[part], ids, settings, reals and reals[part],
+                                   constitution)  # fmt: skip
         _write_atomic(path, "".join(json.dumps(line) + "\n" for line in lines))
         _write_atomic(path.with_suffix(".json"), json.dumps(stats))
     files = [shards / f"shard-{k:05d}.jsonl" for k in range(len(starts))]
@@ -182,6 +192,16 @@ def generate(
                        **summary, "shards": len(files), "shards_skipped": skipped})  # fmt: skip
     print(json.dumps(summary))
     return summary
+
+
+def _constitution(scorer: str, kwargs: dict[str, Any]) -> Constitution:
+    """The constitution ``--scorer`` names (a class is built with ``--scorer_kwargs``), refused when it is not one."""
+    found = import_object(scorer, "--scorer")
+    made = found(**kwargs) if isinstance(found, type) else found
+    if not isinstance(made, Constitution):
+        raise ConfigError("--scorer", f"the cai modes need a constitution (lit_align.rewards.constitution), not "
+                          f"'{scorer}'")  # fmt: skip
+    return made
 
 
 def _shard_folder(out: Path, settings: dict[str, Any]) -> Path:
@@ -206,6 +226,7 @@ def _shard_rows(
     ids: range,
     settings: dict[str, Any],
     reals: list[str] | None,
+    constitution: Constitution | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The JSON rows of one shard and the counts its summary needs.
 
@@ -243,13 +264,41 @@ def _shard_rows(
                                      rejected_score=score))  # fmt: skip
         extra_stats = {"samples": sum(map(len, scored.completions)), "identical_samples": identical}
         score_sums = {}
-    elif settings["mode"] == "pairs":
+    elif settings["mode"] == "cai-sft":
+        revised = 0
+        for i, samples in enumerate(scored.completions):
+            question, used = text_of(prompts[i]), set()
+            for j, sample in enumerate(samples):
+                if empty[i][j] or sample.text in used:
+                    continue
+                used.add(sample.text)
+                better = constitution.revise(question, sample.text)
+                if constitution.violations(question, better):
+                    continue  # the revision could not fix it: no row
+                revised += better != sample.text
+                lines.append(row(i, completion=as_reward_input(prompts[i], better), original=sample.text,
+                                 violations=constitution.violations(question, sample.text)))  # fmt: skip
+        extra_stats, score_sums = {"revised_rows": revised}, {}
+    elif settings["mode"] in ("pairs", "cai-pairs"):
+        agree = [0, 0]  # pairs the answers order, and of those the ones whose chosen is the right answer
         for i, c, r in pair_rows(scored, settings["pairing"], settings["min_margin"]):
             high, low = scored.scores[i][c], scored.scores[i][r]
+            critique = {}
+            if constitution is not None:
+                question, sample = text_of(prompts[i]), scored.completions[i]
+                critique = {
+                    "chosen_violations": constitution.violations(question, sample[c].text),
+                    "rejected_violations": constitution.violations(question, sample[r].text),
+                }
             lines.append(row(i, chosen=text(i, c), rejected=text(i, r), chosen_score=high, rejected_score=low,
-                             margin=high - low))  # fmt: skip
+                             margin=high - low, **critique))  # fmt: skip
+            right = scored.correct[i][c], scored.correct[i][r]
+            if None not in right and right[0] != right[1]:  # the answers order this pair: does the scorer agree?
+                agree[0] += 1
+                agree[1] += right[0]
         score_sums = {"chosen_score": sum(x["chosen_score"] for x in lines), "margin": sum(x["margin"] for x in lines)}
         score_sums["rejected_score"] = sum(x["rejected_score"] for x in lines)
+        extra_stats = {"answer_ordered_pairs": agree[0], "answer_agreeing_pairs": agree[1]}
     else:
         for i, j in best_rows(scored, settings["min_score"], settings["rows_per_prompt"]):
             lines.append(row(i, completion=text(i, j), score=scored.scores[i][j]))
@@ -282,6 +331,12 @@ def _summary(stats: list[dict[str, Any]], num_samples: int) -> dict[str, Any]:
     out["empty_samples"] = total("empty_samples")
     for key in stats[0]["score_sums"]:
         out[f"{key}_mean"] = sum(s["score_sums"][key] for s in stats) / rows if rows else float("nan")
+    if "answer_ordered_pairs" in stats[0] and total("answer_ordered_pairs"):
+        # Of the pairs whose answers (one right, one wrong) order them, the share the scorer ordered the same way.
+        out["answer_agreement"] = total("answer_agreeing_pairs") / total("answer_ordered_pairs")
+        out["answer_ordered_fraction"] = total("answer_ordered_pairs") / rows
+    if "revised_rows" in stats[0]:
+        out["revised_rows"] = total("revised_rows")
     if "identical_samples" in stats[0]:
         out["spin/identical_fraction"] = total("identical_samples") / total("samples")
     if total("answered_samples"):

@@ -138,3 +138,41 @@ def test_an_empty_completion_makes_no_row_and_is_counted(mode):
     lines, stats = _shard_rows(scored, ["2 + 3 = ?"], ["5"], range(1), settings, ["5"])
     assert stats["empty_samples"] == 1 and lines
     assert all(line.get(field) != "" for line in lines for field in ("chosen", "rejected", "completion"))
+
+
+CONSTITUTION = "lit_align.rewards.constitution:ArithmeticConstitution"
+
+
+def test_cai_pairs_are_ordered_by_the_principles_and_never_against_the_answers(tmp_path, capsys):
+    from lit_align.rewards.constitution import ArithmeticConstitution
+
+    out = tmp_path / "cai.jsonl"
+    summary = generate(source=_source(48), output=str(out), num_samples=4, mode="cai-pairs", scorer=CONSTITUTION)
+    rows, c = _lines(out), ArithmeticConstitution()
+    assert rows and all(r["chosen_score"] > r["rejected_score"] for r in rows)
+    for r in rows:
+        question = r["prompt"][0]["content"]
+        assert r["rejected_violations"] == c.violations(question, r["rejected"][0]["content"]) != []
+        assert r["chosen_violations"] == c.violations(question, r["chosen"][0]["content"])
+    ordered = [r for r in rows if _right(r, "chosen") != _right(r, "rejected")]
+    assert summary["answer_agreement"] == 1.0 and all(_right(r, "chosen") for r in ordered)  # necessary conditions
+    assert summary["answer_ordered_fraction"] == pytest.approx(len(ordered) / len(rows), abs=1e-4)
+
+
+def test_cai_sft_rows_are_revisions_that_keep_every_principle(tmp_path, capsys):
+    from lit_align.rewards.constitution import ArithmeticConstitution
+
+    out = tmp_path / "cai-sft.jsonl"
+    summary = generate(source=_source(48), output=str(out), num_samples=1, mode="cai-sft", scorer=CONSTITUTION)
+    rows, c = _lines(out), ArithmeticConstitution()
+    assert rows and summary["revised_rows"] == sum(r["completion"][0]["content"] != r["original"] for r in rows) > 0
+    for r in rows:
+        question = r["prompt"][0]["content"]
+        assert c.violations(question, r["completion"][0]["content"]) == []
+        assert r["violations"] == c.violations(question, r["original"])
+
+
+def test_cai_modes_refuse_a_scorer_that_is_not_a_constitution(tmp_path):
+    args = ["--mode", "cai-sft", "--num_samples", "1", "--scorer", "lit_align.rewards.arithmetic_answer"]
+    run = run_in_process("generate", "--source.num_rows", "4", *args, "--output", str(tmp_path / "o.jsonl"))
+    assert run.code == 2 and run.stderr.count("\n") == 1 and "constitution" in run.stderr, run.stderr
