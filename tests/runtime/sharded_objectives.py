@@ -136,3 +136,8 @@ if __name__ == "__main__":
         check_only_rank_zero_reads_weights(sys.argv[2])
     else:
         main(sys.argv[1])
+    # Leave the process group before exit: a rank that exits while gloo's threads still run can abort
+    # ("terminate called without an active exception", exit -6; seen once in a fresh-clone run).
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
