@@ -11,9 +11,12 @@ scores against a frozen copy of that same model: the reference is the round's st
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,6 +103,7 @@ def iterate(
     parsed(generate_rows, generate or {}, "generate", {"model": start, "output": "rows.jsonl", "round": 1, "seed": 0})
     parsed(evaluate_model, evaluate or {}, "evaluate", {"model": start})
     out = Path(output_dir)
+    check_fit(fit, start, out, seed)
     summary = []
     for k in range(rounds + 1):
         here = out / f"round-{k}"
@@ -121,6 +125,31 @@ def iterate(
         print(json.dumps({"round": k, **_headline(result)}))
     (out / "summary.jsonl").write_text("".join(json.dumps(r) + "\n" for r in summary))
     return summary
+
+
+def check_fit(fit: dict[str, Any], start: str, out: Path, seed: int) -> None:
+    """Parse round 1's fit config as ``lit-align fit --print_config`` would, so a typo fails before any generation.
+
+    Raises:
+        ConfigError: The fit section does not parse (an unknown key, a value outside its type), in one line.
+
+    """
+    from lit_align.commands import summarize_config_error
+    from lit_align.commands.fit import run_cli
+
+    here = out / "round-1"
+    config = round_fit_config(fit, start, here / "rows.jsonl", here / "fit", seed + 1)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fit.yaml"
+        path.write_text(yaml.safe_dump(config))
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                run_cli(["fit", "--config", str(path), "--print_config"])
+        except SystemExit as done:  # --print_config exits once the config parsed
+            if done.code not in (0, None):
+                raise ConfigError("fit", "does not parse as a fit config") from None
+        except ArgumentError as error:
+            raise ConfigError("fit", summarize_config_error(str(error))) from None
 
 
 def _training_rows(out: Path, k: int, keep_rounds: int) -> Path:

@@ -22,7 +22,11 @@ from lit_align.errors import ConfigError, DataError
 from lit_align.tasks import arithmetic, word_problems
 
 EMBEDDED_TASK = "lit-align/arithmetic"
-EMBEDDED_TASKS = {EMBEDDED_TASK: arithmetic.make_rows, "lit-align/word-problems": word_problems.make_rows}
+EMBEDDED_TASKS = {
+    EMBEDDED_TASK: arithmetic.make_rows,
+    "lit-align/arithmetic-judge": arithmetic.make_judge_rows,
+    "lit-align/word-problems": word_problems.make_rows,
+}
 """Generated tasks by name: ``make_rows(shape, split, num_rows, seed)`` (see :mod:`lit_align.tasks`)."""
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 BAD_ROW = "_lit_align_bad_row"
@@ -34,7 +38,8 @@ class DataSource:
     """A dataset and the splits to train and validate on.
 
     Args:
-        path: ``lit-align/arithmetic`` (the embedded task), ``lit-align/word-problems`` (word problems for real
+        path: ``lit-align/arithmetic`` (the embedded task), ``lit-align/arithmetic-judge`` (its SFT rows half
+            replaced by judge rows: is this answer right? yes / no), ``lit-align/word-problems`` (word problems for real
             models, checked by their final number), a local ``.jsonl``/``.json``/``.parquet``/``.csv`` file
             or folder, a builder name (``json``, ``parquet``, ``csv``) used with ``data_files``, or a hub dataset id.
         name: Dataset configuration name (hub datasets with several configurations).

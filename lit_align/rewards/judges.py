@@ -3,7 +3,9 @@
 - :class:`LogProbJudge`: the judge model's own likelihood of each answer (mean or summed log-probability).
 - :class:`GenerativeJudge`: the judge reads a prompt template holding the question and the answer, writes a
   verdict, and a regex takes the score from it; several samples are averaged, and a verdict the regex cannot read
-  is a counted failure (None), never a silent 0. :data:`ADDITIVE_5_POINT` is an additive 5-point rubric as in the
+  is a counted failure (None), never a silent 0. With ``score_by: probabilities`` and ``labels``, the score is instead
+  the expected label value under the judge's probability of writing each label as its verdict (one forward pass per
+  label, no sampling). :data:`ADDITIVE_5_POINT` is an additive 5-point rubric as in the
   self-rewarding paper (Yuan et al., 2024; arXiv:2401.10020), for instruct models.
 - :class:`PairwiseJudge`: the judge compares two answers, once in each order, so a preference for the first (or
   second) position cancels out.
@@ -15,8 +17,9 @@ that generated the answers: ``path: $model`` (self-rewarding). Templates are fil
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -73,6 +76,24 @@ def fill(template: str, **fields: str) -> str:
     return template
 
 
+def judge_prompt(template: str | Messages, as_chat: bool, **fields: str) -> str | Messages:
+    """The judge's input: a text template filled (as one user message when ``as_chat``), or each message filled."""
+    if isinstance(template, str):
+        text = fill(template, **fields)
+        return [{"role": "user", "content": text}] if as_chat else text
+    return [{**message, "content": fill(message["content"], **fields)} for message in template]
+
+
+def expected_label_value(label_logps: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """The mean label value under the judge's probabilities of the labels, renormalised over the labels.
+
+    score = sum_l softmax(label_logps)_l * values_l, the probability-weighted score of G-Eval (Liu et al., 2023;
+    arXiv:2303.16634) restricted to the verdicts the labels allow. Shapes: label_logps (B, L), values (L,) -> (B,).
+    """
+    assert label_logps.shape[-1] == values.shape[0], f"{label_logps.shape} logps for {values.shape[0]} labels"
+    return torch.softmax(label_logps.double(), dim=-1) @ values.double()
+
+
 def read_score(pattern: re.Pattern, text: str, labels: dict[str, float] | None) -> float | None:
     """The score a verdict states: the pattern's first group (through ``labels`` when given), None if unreadable."""
     found = pattern.search(text)
@@ -98,12 +119,42 @@ class _JudgeModel:
         self.model = load_frozen(spec, device=torch.device(device))
         self.batch_size = batch_size
 
-    def ask(self, questions: list[str], as_chat: bool, sampling: SamplingConfig, n: int, seed: int) -> list[list[str]]:
-        """The judge's answers to each question (as a user message when ``as_chat``), ``n`` each."""
-        prompts: list[Any] = [[{"role": "user", "content": q}] for q in questions] if as_chat else questions
-        out = complete(self.model, self.tokenizer, prompts, sampling, num_samples=n, batch_size=self.batch_size,
+    def ask(self, prompts: list[str | Messages], sampling: SamplingConfig, n: int, seed: int) -> list[list[str]]:
+        """The judge's answers to each prompt, ``n`` each; greedy ones once per distinct prompt (samples repeat)."""
+        keys = [json.dumps(p) for p in prompts]
+        distinct = list(dict.fromkeys(keys)) if sampling.temperature == 0 else keys
+        asked = [json.loads(k) for k in distinct]
+        out = complete(self.model, self.tokenizer, asked, sampling, num_samples=n, batch_size=self.batch_size,
                        seed=seed)  # fmt: skip
-        return [[c.text for c in row] for row in out]
+        if distinct is keys:
+            return [[c.text for c in row] for row in out]
+        answers = {k: [c.text for c in row] for k, row in zip(distinct, out, strict=True)}
+        return [answers[k] for k in keys]
+
+    @torch.no_grad()
+    def logps(self, prompts: list[str | Messages], completions: list[str | Messages]) -> list[tuple[float, int]]:
+        """Summed log-probability of each completion's tokens after its prompt, and the completion's token count."""
+        tokenizer, model = self.tokenizer, self.model
+        device = next(model.parameters()).device
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        out: list[tuple[float, int]] = []
+        for start in range(0, len(prompts), self.batch_size):
+            pairs = zip(prompts[start : start + self.batch_size], completions[start : start + self.batch_size],
+                        strict=True)  # fmt: skip
+            encoded = [tokenize_prompt_completion(tokenizer, p, c) for p, c in pairs]
+            width = max(len(p) + len(c) for p, c in encoded)
+            ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+            scored = torch.zeros(len(encoded), width, dtype=torch.bool)  # True where the next token is the answer's
+            attention = torch.zeros(len(encoded), width, dtype=torch.long)
+            for row, (p, c) in enumerate(encoded):
+                ids[row, : len(p) + len(c)] = torch.tensor(p + c)
+                attention[row, : len(p) + len(c)] = 1
+                scored[row, len(p) - 1 : len(p) + len(c) - 1] = True
+            targets = torch.cat([ids[:, 1:], ids[:, :1]], dim=1)  # position t predicts token t + 1
+            token_logps = token_scores(model, ids.to(device), attention.to(device), targets.to(device),
+                                       scored.to(device)).logps.float().cpu()  # fmt: skip
+            out += zip((token_logps * scored).sum(-1).tolist(), scored.sum(-1).tolist(), strict=True)
+        return out
 
 
 class LogProbJudge:
@@ -132,31 +183,10 @@ class LogProbJudge:
         self.judge = _JudgeModel(path, batch_size, device, trust_remote_code, "LogProbJudge")
         self.reduce = reduce
 
-    @torch.no_grad()
     def __call__(self, prompts: list[str | Messages], completions: list[str | Messages], **_: object) -> list[float]:
         """Mean (or summed) log-probability of each completion's tokens after its prompt."""
-        tokenizer, model = self.judge.tokenizer, self.judge.model
-        device = next(model.parameters()).device
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        out: list[float] = []
-        for start in range(0, len(prompts), self.judge.batch_size):
-            pairs = zip(prompts[start : start + self.judge.batch_size],
-                        completions[start : start + self.judge.batch_size], strict=True)  # fmt: skip
-            encoded = [tokenize_prompt_completion(tokenizer, p, c) for p, c in pairs]
-            width = max(len(p) + len(c) for p, c in encoded)
-            ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-            scored = torch.zeros(len(encoded), width, dtype=torch.bool)  # True where the next token is the answer's
-            attention = torch.zeros(len(encoded), width, dtype=torch.long)
-            for row, (p, c) in enumerate(encoded):
-                ids[row, : len(p) + len(c)] = torch.tensor(p + c)
-                attention[row, : len(p) + len(c)] = 1
-                scored[row, len(p) - 1 : len(p) + len(c) - 1] = True
-            targets = torch.cat([ids[:, 1:], ids[:, :1]], dim=1)  # position t predicts token t + 1
-            logps = token_scores(model, ids.to(device), attention.to(device), targets.to(device),
-                                 scored.to(device)).logps.float().cpu()  # fmt: skip
-            totals, counts = (logps * scored).sum(-1), scored.sum(-1).clamp(min=1)
-            out += (totals / counts if self.reduce == "mean" else totals).tolist()
-        return out
+        pairs = self.judge.logps(prompts, completions)
+        return [total / max(count, 1) if self.reduce == "mean" else total for total, count in pairs]
 
 
 class GenerativeJudge:
@@ -164,10 +194,15 @@ class GenerativeJudge:
 
     Args:
         path: The judge model; ``$model`` inside ``lit-align generate``: the model that wrote the answers.
-        template: Judge prompt with ``{prompt}`` (the question's text) and ``{response}`` (the answer's).
+        template: Judge prompt with ``{prompt}`` (the question's text) and ``{response}`` (the answer's), or a
+            conversation (a list of messages, each filled): e.g. the question, the answer in the assistant's turn and
+            a follow-up user question, so a model is asked about an answer in the place its own answers take.
         pattern: Regex whose first group (or whole match) is the score.
         labels: Map a matched word to a score (e.g. ``{"yes": 1, "no": 0}``); None reads a number.
         num_samples: Verdicts per answer; the score is the mean of those the pattern reads (None if none).
+        score_by: ``samples`` (verdicts generated and read by ``pattern``) or ``probabilities``: the judge's
+            probability of writing each of ``labels`` as its whole verdict, the score their probability-weighted
+            value (:func:`expected_label_value`); deterministic, no generation, never unreadable; needs ``labels``.
         temperature: Sampling temperature of the verdicts; default 0 (greedy) for one, 1.0 for several.
         max_new_tokens: Tokens per verdict at most.
         as_chat: Send the filled template as a user message through the chat template (instruct models);
@@ -182,10 +217,11 @@ class GenerativeJudge:
     def __init__(
         self,
         path: str,
-        template: str = ADDITIVE_5_POINT,
+        template: str | list[dict[str, str]] = ADDITIVE_5_POINT,
         pattern: str = r"Score: ([0-5])",
         labels: dict[str, float] | None = None,
         num_samples: int = 1,
+        score_by: Literal["samples", "probabilities"] = "samples",
         temperature: float | None = None,
         max_new_tokens: int = 128,
         as_chat: bool = True,
@@ -195,8 +231,11 @@ class GenerativeJudge:
         trust_remote_code: bool = False,
     ) -> None:
         """See the class docstring."""
-        if "{response}" not in template:
+        texts = [template] if isinstance(template, str) else [m.get("content", "") for m in template]
+        if not any("{response}" in text for text in texts):
             raise ConfigError("GenerativeJudge.template", "has no {response}: the judge would never see the answer")
+        if not isinstance(template, str) and not as_chat:
+            raise ConfigError("GenerativeJudge.as_chat", "is false, but a template of messages is a conversation")
         try:
             self.pattern = re.compile(pattern)
         except re.error as error:
@@ -204,26 +243,51 @@ class GenerativeJudge:
         temperature = (0.0 if num_samples == 1 else 1.0) if temperature is None else temperature
         if num_samples > 1 and temperature == 0:
             raise ConfigError("GenerativeJudge.temperature", f"is 0: {num_samples} greedy verdicts are identical")
+        if score_by not in ("samples", "probabilities"):
+            raise ConfigError("GenerativeJudge.score_by", f"must be samples or probabilities, got {score_by!r}")
+        if score_by == "probabilities" and not labels:
+            raise ConfigError("GenerativeJudge.labels", "are needed with score_by: probabilities")
         self.template, self.num_samples, self.as_chat, self.seed = template, num_samples, as_chat, seed
+        self.score_by = score_by
         self.labels = None if labels is None else {k.lower(): float(v) for k, v in labels.items()}
         self.sampling = SamplingConfig(temperature=temperature, max_new_tokens=max_new_tokens)
         self.judge = _JudgeModel(path, batch_size, device, trust_remote_code, "GenerativeJudge")
 
     def verdicts(self, prompts: list[str | Messages], completions: list[str | Messages]) -> list[list[str]]:
         """The judge's raw verdicts on each answer (``num_samples`` each)."""
-        questions = [fill(self.template, prompt=text_of(p), response=text_of(c))
-                     for p, c in zip(prompts, completions, strict=True)]  # fmt: skip
-        return self.judge.ask(questions, self.as_chat, self.sampling, self.num_samples, self.seed)
+        return self.judge.ask(self.prompts(prompts, completions), self.sampling, self.num_samples, self.seed)
+
+    def prompts(self, prompts: list[str | Messages], completions: list[str | Messages]) -> list[str | Messages]:
+        """The judge's input for each answer: the template filled with the question and the answer."""
+        return [judge_prompt(self.template, self.as_chat, prompt=text_of(p), response=text_of(c))
+                for p, c in zip(prompts, completions, strict=True)]  # fmt: skip
 
     def __call__(
         self, prompts: list[str | Messages], completions: list[str | Messages], **_: object
     ) -> list[float | None]:
-        """The mean readable score of each answer's verdicts; None where no verdict could be read."""
+        """The mean readable score of each answer's verdicts (None where none could be read), or its expected label."""
+        if self.score_by == "probabilities":
+            return self.expected(prompts, completions)
         out: list[float | None] = []
         for verdicts in self.verdicts(prompts, completions):
             scores = [s for s in (read_score(self.pattern, v, self.labels) for v in verdicts) if s is not None]
             out.append(sum(scores) / len(scores) if scores else None)
         return out
+
+    def expected(self, prompts: list[str | Messages], completions: list[str | Messages]) -> list[float | None]:
+        """Each answer's label value weighted by the judge's probabilities of the labels (distinct questions once)."""
+        assert self.labels is not None
+        keys = [json.dumps(p) for p in self.prompts(prompts, completions)]
+        distinct = list(dict.fromkeys(keys))
+        asked = [json.loads(k) for k in distinct]
+        columns = []
+        for label in self.labels:
+            verdict: Any = [{"role": "assistant", "content": label}] if self.as_chat else label
+            columns.append([total for total, _ in self.judge.logps(asked, [verdict] * len(asked))])
+        values = torch.tensor(list(self.labels.values()))
+        scores = expected_label_value(torch.tensor(columns).T, values).tolist()  # (questions,)
+        by_prompt = dict(zip(distinct, scores, strict=True))
+        return [by_prompt[k] for k in keys]
 
 
 class PairwiseJudge:
@@ -266,9 +330,9 @@ class PairwiseJudge:
         """The judge's verdicts with the answers in the given order and swapped."""
 
         def ask(a: list, b: list) -> list[str]:
-            questions = [fill(self.template, prompt=text_of(p), first=text_of(x), second=text_of(y))
-                         for p, x, y in zip(prompts, a, b, strict=True)]  # fmt: skip
-            return [row[0] for row in self.judge.ask(questions, self.as_chat, self.sampling, 1, 0)]
+            asked = [judge_prompt(self.template, self.as_chat, prompt=text_of(p), first=text_of(x), second=text_of(y))
+                     for p, x, y in zip(prompts, a, b, strict=True)]  # fmt: skip
+            return [row[0] for row in self.judge.ask(asked, self.sampling, 1, 0)]
 
         return ask(firsts, seconds), ask(seconds, firsts)
 

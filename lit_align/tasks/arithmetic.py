@@ -11,18 +11,38 @@ Face chat templates understand, in four shapes that later data modules read:
 - ``binary``:   ``prompt``, ``completion`` (assistant messages), ``label`` (bool) and ``answer``
 - ``prompt``:   ``prompt`` (messages) and ``answer``
 
+``lit-align/arithmetic-judge`` (:func:`make_judge_rows`) mixes judge rows into the SFT shape: the user shows a
+problem, a proposed answer in the assistant's turn and a follow-up question (:data:`JUDGE_TEMPLATE`), and the
+assistant says ``yes`` or ``no``, so one model learns both to answer and to judge answers (the self-rewarding
+recipe's starting point; train on the last assistant turn only, or the shown wrong answers are learned too).
+
 Generation is a pure function of ``(shape, split, num_rows, seed)``.
 """
 
 from __future__ import annotations
 
 import random
+from functools import partial
 from typing import Any
 
 from lit_align.types import Shape
 
 OPERATORS = ("+", "-", "*")
 QUESTION_TEMPLATES = ("What is {a} {op} {b}?", "Compute {a} {op} {b}.", "{a} {op} {b} = ?")
+JUDGE_TEMPLATE = [
+    {"role": "user", "content": "{prompt}"},
+    {"role": "assistant", "content": "{response}"},
+    {"role": "user", "content": "Is that right? yes or no"},
+]
+"""The judge conversation of :func:`make_judge_rows`: the problem, a proposed answer in the assistant's place, and a
+follow-up question; the judge's next turn is its verdict. A :class:`~lit_align.rewards.judges.GenerativeJudge` with
+this template and :data:`JUDGE_LABELS` asks a model trained on those rows about answers (filled by plain
+replacement). The answer sits where the model's own answers sit, so the model reads it with the computation it
+answers with (a one-message form, the answer quoted inside the question, stayed at chance after 2000 steps)."""
+JUDGE_LABELS = {"yes": 1.0, "no": 0.0}
+JUDGE_SLIPS = (1, 1, 1, 1, 1, 2, 2, 3, 4, 5, 10, 20)
+"""Sizes of the wrong answers that judge rows show (either sign): mostly units-digit slips, as tiny-sft makes them
+(of its wrong samples at temperature 1, about 80% are off by 1 and 12% by 2)."""
 
 
 def _all_problems() -> list[tuple[int, str, int]]:
@@ -79,7 +99,9 @@ def is_correct(completion: str, answer: str) -> bool:
     return normalize_answer(completion) == answer.strip()
 
 
-def make_rows(shape: Shape | str, split: str = "train", num_rows: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+def make_rows(
+    shape: Shape | str, split: str = "train", num_rows: int = 1000, seed: int = 0, judge_share: float = 0.0
+) -> list[dict[str, Any]]:
     """Generate ``num_rows`` rows of one shape from one split.
 
     Args:
@@ -87,6 +109,8 @@ def make_rows(shape: Shape | str, split: str = "train", num_rows: int = 1000, se
         split: ``"train"``, ``"validation"`` or ``"test"``; no two share a problem.
         num_rows: Number of rows; problems repeat (with other wordings) when more are asked than exist.
         seed: Seed of the row order, wordings and wrong answers.
+        judge_share: SFT shape: the share of rows that are judge rows (a problem, a right or wrong answer, and
+            ``yes`` or ``no``: see :data:`JUDGE_TEMPLATE`); 0 gives plain SFT rows.
 
     Returns:
         A list of JSON-serialisable dicts.
@@ -105,7 +129,9 @@ def make_rows(shape: Shape | str, split: str = "train", num_rows: int = 1000, se
         question = rng.choice(QUESTION_TEMPLATES).format(a=a, op=op, b=b)
         answer = str(solve(a, op, b))
         prompt = [{"role": "user", "content": question}]
-        if shape is Shape.SFT:
+        if shape is Shape.SFT and judge_share and rng.random() < judge_share:
+            rows.append(_judge_row(a, op, b, question, rng))
+        elif shape is Shape.SFT:
             rows.append({"messages": [*prompt, {"role": "assistant", "content": answer}], "answer": answer})
         elif shape is Shape.PROMPT:
             rows.append({"prompt": prompt, "answer": answer})
@@ -132,3 +158,23 @@ def make_rows(shape: Shape | str, split: str = "train", num_rows: int = 1000, se
                 }
             )
     return rows
+
+
+make_judge_rows = partial(make_rows, judge_share=0.5)
+"""``lit-align/arithmetic-judge``: :func:`make_rows` with half of the SFT rows judge rows (other shapes unchanged)."""
+
+
+def judge_conversation(question: str, shown: str) -> list[dict[str, str]]:
+    """The judge conversation of a problem's wording and a proposed answer (:data:`JUDGE_TEMPLATE` filled)."""
+    return [{**m, "content": m["content"].replace("{prompt}", question).replace("{response}", shown)}
+            for m in JUDGE_TEMPLATE]  # fmt: skip
+
+
+def _judge_row(a: int, op: str, b: int, question: str, rng: random.Random) -> dict[str, Any]:
+    """An SFT row asking whether a right (half the time) or wrong answer to ``a op b`` is right."""
+    right = solve(a, op, b)
+    label = rng.random() < 0.5
+    shown = right if label else right + rng.choice(JUDGE_SLIPS) * rng.choice((-1, 1))
+    verdict = "yes" if label else "no"
+    messages = [*judge_conversation(question, str(shown)), {"role": "assistant", "content": verdict}]
+    return {"messages": messages, "answer": verdict}

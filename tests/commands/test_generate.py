@@ -176,3 +176,33 @@ def test_cai_modes_refuse_a_scorer_that_is_not_a_constitution(tmp_path):
     args = ["--mode", "cai-sft", "--num_samples", "1", "--scorer", "lit_align.rewards.arithmetic_answer"]
     run = run_in_process("generate", "--source.num_rows", "4", *args, "--output", str(tmp_path / "o.jsonl"))
     assert run.code == 2 and run.stderr.count("\n") == 1 and "constitution" in run.stderr, run.stderr
+
+
+def test_self_rewarding_pairs_and_batches_never_depend_on_the_answer_column(tmp_path, capsys):
+    """The model judges its own samples (``path: $model``): scrambled answers give the same pairs and batches."""
+    import torch
+
+    import yaml
+
+    from lit_align.tasks.arithmetic import make_rows
+    from tests.helpers import REPO
+
+    recipe = yaml.safe_load((REPO / "recipes" / "self_rewarding.yaml").read_text())["generate"]
+    assert recipe["scorer_kwargs"]["path"] == "$model"  # the shipped recipe's judge is the policy itself
+    rows = make_rows("prompt", "train", 12)
+    scrambled = [{**row, "answer": rows[(i + 1) % len(rows)]["answer"]} for i, row in enumerate(rows)]
+    made, batches = [], []
+    for name, data in (("right", rows), ("scrambled", scrambled)):
+        source_file = tmp_path / f"{name}.jsonl"
+        source_file.write_text("".join(json.dumps(row) + "\n" for row in data))
+        out = tmp_path / f"{name}-pairs.jsonl"
+        generate(source=DataSource(path=str(source_file), val_split=None, test_split=None), output=str(out),
+                 num_samples=4, scorer=recipe["scorer"], scorer_kwargs=recipe["scorer_kwargs"])  # fmt: skip
+        made.append([{k: v for k, v in r.items() if k != "answer"} for r in _lines(out)])
+        module = PairwiseDataModule(source=DataSource(path=str(out), test_split=None, val_split=None),
+                                    batch_size=64, max_length=64)  # fmt: skip
+        module.setup("fit")
+        batches.append(next(iter(module.train_dataloader())))
+    assert made[0] and made[0] == made[1]
+    assert batches[0].keys() == batches[1].keys()
+    assert all(torch.equal(batches[0][k], batches[1][k]) for k in batches[0] if isinstance(batches[0][k], torch.Tensor))

@@ -85,3 +85,9 @@ def test_a_key_iterate_sets_itself_is_refused_in_one_line(tmp_path):
     path.write_text(yaml.safe_dump(config))
     run = run_in_process("iterate", "--config", str(path))
     assert run.code == 2 and run.stderr.count("\n") == 1 and "num_samplez" in run.stderr, run.stderr
+    config["generate"].pop("num_samplez")
+    config["fit"]["model"]["init_args"]["betta"] = 0.1
+    path.write_text(yaml.safe_dump(config))
+    run = run_in_process("iterate", "--config", str(path))
+    assert run.code == 2 and run.stderr.count("\n") == 1 and "betta" in run.stderr, run.stderr
+    assert not (tmp_path / "bad").exists()  # refused before round 0's evaluation and round 1's generation

@@ -1,6 +1,7 @@
 """Judges: log-probability, generative (template, regex, averaged samples) and pairwise (both orders)."""
 
 import json
+import math
 import re
 
 import pytest
@@ -8,7 +9,14 @@ import torch
 
 from lit_align.errors import ConfigError
 from lit_align.rewards.combine import RewardSet, RewardSpec
-from lit_align.rewards.judges import GenerativeJudge, LogProbJudge, PairwiseJudge, fill, read_score
+from lit_align.rewards.judges import (
+    GenerativeJudge,
+    LogProbJudge,
+    PairwiseJudge,
+    expected_label_value,
+    fill,
+    read_score,
+)
 from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.rollout.sampling import SamplingConfig
 from lit_align.rollout.texts import complete
@@ -95,6 +103,56 @@ def test_bad_judge_settings_name_their_key():
         GenerativeJudge(TINY, num_samples=3, temperature=0.0)
     with pytest.raises(ConfigError, match=r"LogProbJudge.path.*\$model"):
         LogProbJudge("$model")
+    with pytest.raises(ConfigError, match="GenerativeJudge.labels"):
+        GenerativeJudge(TINY, score_by="probabilities")
+
+
+def test_expected_label_value_by_hand():
+    # Two labels yes=1, no=0 with log-probs log 0.3 and log 0.1: P(yes | a label) = 0.3 / 0.4 = 0.75.
+    logps = torch.tensor([[math.log(0.3), math.log(0.1)], [math.log(0.2), math.log(0.2)]])
+    values = torch.tensor([1.0, 0.0])
+    assert expected_label_value(logps, values).tolist() == pytest.approx([0.75, 0.5])
+    # Three labels 0, 5, 10 with probabilities 0.1, 0.2, 0.2 (renormalised 0.2, 0.4, 0.4): 0 + 2 + 4 = 6.
+    three = torch.tensor([[math.log(0.1), math.log(0.2), math.log(0.2)]])
+    assert expected_label_value(three, torch.tensor([0.0, 5.0, 10.0])).item() == pytest.approx(6.0)
+
+
+def test_judge_by_label_probabilities_equals_a_direct_forward():
+    # A conversation template: the answer in the assistant's turn, then the follow-up question (the embedded task's).
+    template = [
+        {"role": "user", "content": "{prompt}"},
+        {"role": "assistant", "content": "{response}"},
+        {"role": "user", "content": "Is that right? yes or no"},
+    ]
+    judge = GenerativeJudge(TINY, template=template, labels={"Yes": 1.0, "no": 0.0}, score_by="probabilities")
+    completions = ["119", "12", "119"]  # the third repeats the first: scored once, the same value
+    prompts = [*PROMPTS, PROMPTS[0]]
+    scores = judge(prompts, completions)
+    tokenizer, model = load_tokenizer(TINY), judge.judge.model
+
+    def ids(messages, **kwargs):
+        return tokenizer(tokenizer.apply_chat_template(messages, tokenize=False, **kwargs),
+                         add_special_tokens=False).input_ids  # fmt: skip
+
+    def verdict_logp(conversation, label):
+        prompt_ids = ids(conversation, add_generation_prompt=True)
+        whole = ids([*conversation, {"role": "assistant", "content": label}])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([whole])).logits[0].double(), -1)
+        return sum(logp[t - 1, whole[t]].item() for t in range(len(prompt_ids), len(whole)))
+
+    for prompt, completion, score in zip(prompts, completions, scores, strict=True):
+        conversation = [prompt[-1], {"role": "assistant", "content": completion}, template[2]]
+        yes, no = verdict_logp(conversation, "yes"), verdict_logp(conversation, "no")  # labels match in lower case
+        assert score == pytest.approx(math.exp(yes) / (math.exp(yes) + math.exp(no)), abs=1e-5)
+    assert scores[0] == scores[2]
+
+
+def test_greedy_verdicts_of_repeated_questions_are_computed_once_and_equal_one_by_one():
+    judge = GenerativeJudge(TINY, template="{prompt}{response}", pattern=r"(-?\d+)", max_new_tokens=8)
+    prompts = [PROMPTS[0], PROMPTS[1], PROMPTS[0]]
+    together = judge.verdicts(prompts, ["", "", ""])
+    assert together == [judge.verdicts([p], [""])[0] for p in prompts] and together[0] == together[2]
 
 
 def test_a_judge_can_be_the_generating_model_in_generate(tmp_path, capsys):

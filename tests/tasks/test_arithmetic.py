@@ -46,3 +46,21 @@ def test_normalize_answer_reads_leading_integer():
     assert normalize_answer("abc") == ""
     assert normalize_answer("-") == ""
     assert is_correct("157</s>", "157") and not is_correct("15", "157")
+
+
+def test_judge_rows_say_yes_exactly_when_the_shown_answer_is_right():
+    rows = arithmetic.make_judge_rows("sft", "train", 600)
+    judged = [r for r in rows if len(r["messages"]) == 4]
+    assert 240 < len(judged) < 360  # half the rows
+    for row in judged:
+        question, shown = row["messages"][0]["content"], row["messages"][1]["content"]
+        assert row["messages"][:3] == arithmetic.judge_conversation(question, shown)
+        a, op, b = question.replace("?", "").replace(".", "").replace("=", "").split()[-3:]
+        right = str(solve(int(a), op, int(b)))
+        assert row["messages"][3] == {"role": "assistant", "content": row["answer"]}
+        assert row["answer"] == ("yes" if shown == right else "no")
+    assert 0.35 < sum(r["answer"] == "yes" for r in judged) / len(judged) < 0.65
+    plain = [r for r in rows if r not in judged]
+    assert all(is_correct(r["messages"][1]["content"], r["answer"]) for r in plain)
+    # Without judge rows the task's rows are unchanged (every figure measured on them stays valid).
+    assert make_rows("sft", "train", 200) == make_rows("sft", "train", 200, judge_share=0.0)
