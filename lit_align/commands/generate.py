@@ -29,7 +29,7 @@ from lit_align.data.sources import DataSource, load_splits
 from lit_align.domains import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, TopP, check_args
 from lit_align.errors import ConfigError
 from lit_align.ops.pairs import Pairing, select_pairs
-from lit_align.rewards.combine import import_object
+from lit_align.rewards.combine import RewardSet
 from lit_align.rewards.constitution import Constitution
 from lit_align.rewards.judges import text_of
 from lit_align.rewards.scorers import build_scorer
@@ -161,7 +161,7 @@ def generate(
                           trust_remote_code=trust_remote_code)  # fmt: skip
     if reward is None and mode != "spin":
         raise ConfigError("--scorer", "generate needs a scorer to rank completions with, not none")
-    constitution = _constitution(scorer, scorer_kwargs) if mode.startswith("cai") else None
+    constitution = _constitution(scorer, reward) if mode.startswith("cai") else None
     sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     loaded: tuple | None = None
     starts = range(0, len(prompts), shard_size)
@@ -194,10 +194,9 @@ def generate(
     return summary
 
 
-def _constitution(scorer: str, kwargs: dict[str, Any]) -> Constitution:
-    """The constitution ``--scorer`` names (a class is built with ``--scorer_kwargs``), refused when it is not one."""
-    found = import_object(scorer, "--scorer")
-    made = found(**kwargs) if isinstance(found, type) else found
+def _constitution(scorer: str, reward: RewardSet | None) -> Constitution:
+    """The constitution ``--scorer`` built (the scorer itself: a model constitution is loaded once), or refused."""
+    made = reward.functions[0] if reward is not None else None
     if not isinstance(made, Constitution):
         raise ConfigError("--scorer", f"the cai modes need a constitution (lit_align.rewards.constitution), not "
                           f"'{scorer}'")  # fmt: skip

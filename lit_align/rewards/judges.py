@@ -108,7 +108,7 @@ def read_score(pattern: re.Pattern, text: str, labels: dict[str, float] | None) 
         return None
 
 
-class _JudgeModel:
+class JudgeModel:
     """A judge's frozen causal LM and its tokenizer."""
 
     def __init__(self, path: str, batch_size: int, device: str, trust_remote_code: bool, key: str) -> None:
@@ -180,7 +180,7 @@ class LogProbJudge:
         """See the class docstring."""
         if reduce not in ("mean", "sum"):
             raise ConfigError("LogProbJudge.reduce", f"must be mean or sum, got {reduce!r}")
-        self.judge = _JudgeModel(path, batch_size, device, trust_remote_code, "LogProbJudge")
+        self.judge = JudgeModel(path, batch_size, device, trust_remote_code, "LogProbJudge")
         self.reduce = reduce
 
     def __call__(self, prompts: list[str | Messages], completions: list[str | Messages], **_: object) -> list[float]:
@@ -251,7 +251,7 @@ class GenerativeJudge:
         self.score_by = score_by
         self.labels = None if labels is None else {k.lower(): float(v) for k, v in labels.items()}
         self.sampling = SamplingConfig(temperature=temperature, max_new_tokens=max_new_tokens)
-        self.judge = _JudgeModel(path, batch_size, device, trust_remote_code, "GenerativeJudge")
+        self.judge = JudgeModel(path, batch_size, device, trust_remote_code, "GenerativeJudge")
 
     def verdicts(self, prompts: list[str | Messages], completions: list[str | Messages]) -> list[list[str]]:
         """The judge's raw verdicts on each answer (``num_samples`` each)."""
@@ -324,7 +324,7 @@ class PairwiseJudge:
         self.template, self.pattern, self.as_chat = template, re.compile(pattern), as_chat
         self.labels = {"1": 1.0, "2": 0.0} if labels is None else {k.lower(): float(v) for k, v in labels.items()}
         self.sampling = SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens)
-        self.judge = _JudgeModel(path, batch_size, device, trust_remote_code, "PairwiseJudge")
+        self.judge = JudgeModel(path, batch_size, device, trust_remote_code, "PairwiseJudge")
 
     def verdicts(self, prompts: list, firsts: list, seconds: list) -> tuple[list[str], list[str]]:
         """The judge's verdicts with the answers in the given order and swapped."""

@@ -32,17 +32,21 @@ QUESTION_TEMPLATES = ("What is {a} {op} {b}?", "Compute {a} {op} {b}.", "{a} {op
 JUDGE_TEMPLATE = [
     {"role": "user", "content": "{prompt}"},
     {"role": "assistant", "content": "{response}"},
-    {"role": "user", "content": "Is that right? yes or no"},
+    {"role": "user", "content": "Check the units digit. Is that right?"},
 ]
 """The judge conversation of :func:`make_judge_rows`: the problem, a proposed answer in the assistant's place, and a
-follow-up question; the judge's next turn is its verdict. A :class:`~lit_align.rewards.judges.GenerativeJudge` with
-this template and :data:`JUDGE_LABELS` asks a model trained on those rows about answers (filled by plain
-replacement). The answer sits where the model's own answers sit, so the model reads it with the computation it
-answers with (a one-message form, the answer quoted inside the question, stayed at chance after 2000 steps)."""
+follow-up question; the judge's next turn is its verdict (:func:`judge_verdict`), read by a
+:class:`~lit_align.rewards.judges.GenerativeJudge` with this template, :data:`JUDGE_PATTERN` and
+:data:`JUDGE_LABELS` (filled by plain replacement). The verdict works the check out first: the units digit the result
+must have, the answer's, then yes or no. On the tiny model a bare yes / no stayed at chance (1000 steps of SFT on a
+half-judge mix, the answer in the assistant's turn; 800 steps with it quoted inside one question), and a verdict
+that named the expected units digit in one step got it right 57% of the time (it copied the shown one)."""
+JUDGE_PATTERN = r"(yes|no)\s*$"
 JUDGE_LABELS = {"yes": 1.0, "no": 0.0}
-JUDGE_SLIPS = (1, 1, 1, 1, 1, 2, 2, 3, 4, 5, 10, 20)
-"""Sizes of the wrong answers that judge rows show (either sign): mostly units-digit slips, as tiny-sft makes them
-(of its wrong samples at temperature 1, about 80% are off by 1 and 12% by 2)."""
+JUDGE_SLIPS = (1, 1, 1, 1, 1, 2, 2, 3, 4, 5)
+"""Sizes of the wrong answers that judge rows show (either sign): units-digit slips, as tiny-sft makes them (of its
+wrong samples at temperature 1, about 80% are off by 1 and 12% by 2). The judge checks the units digit only, so an
+answer wrong in its tens digit alone passes it, as it passes the embedded constitution's units-digit principle."""
 
 
 def _all_problems() -> list[tuple[int, str, int]]:
@@ -170,11 +174,25 @@ def judge_conversation(question: str, shown: str) -> list[dict[str, str]]:
             for m in JUDGE_TEMPLATE]  # fmt: skip
 
 
+def judge_verdict(a: int, op: str, b: int, shown: str) -> str:
+    """The verdict a judge row teaches: the units-digit sum worked out, compared with the answer's last digit.
+
+    ``"<x><op><y>=<d> vs <last digit shown>: yes|no"``, where ``d`` is the result's units digit from the operands'
+    units digits ``x`` and ``y`` (for a negative difference the larger operand's first, as ``|a - b|`` needs). Each
+    step reads or combines two neighbouring tokens, which the tiny model learns where one jump to the digit does not.
+    """
+    x, y = a % 10, b % 10 if op != "*" else b
+    if op == "-" and a < b:
+        x, y = y, x
+    digit = (x + y if op == "+" else x - y if op == "-" else x * y) % 10
+    given = shown.strip()[-1:] or "?"
+    return f"{x}{op}{y}={digit} vs {given}: {'yes' if shown.strip() == str(solve(a, op, b)) else 'no'}"
+
+
 def _judge_row(a: int, op: str, b: int, question: str, rng: random.Random) -> dict[str, Any]:
     """An SFT row asking whether a right (half the time) or wrong answer to ``a op b`` is right."""
     right = solve(a, op, b)
-    label = rng.random() < 0.5
-    shown = right if label else right + rng.choice(JUDGE_SLIPS) * rng.choice((-1, 1))
-    verdict = "yes" if label else "no"
+    shown = right if rng.random() < 0.5 else right + rng.choice(JUDGE_SLIPS) * rng.choice((-1, 1))
+    verdict = judge_verdict(a, op, b, str(shown))
     messages = [*judge_conversation(question, str(shown)), {"role": "assistant", "content": verdict}]
-    return {"messages": messages, "answer": verdict}
+    return {"messages": messages, "answer": verdict.rsplit(" ", 1)[-1]}

@@ -181,7 +181,6 @@ def test_cai_modes_refuse_a_scorer_that_is_not_a_constitution(tmp_path):
 def test_self_rewarding_pairs_and_batches_never_depend_on_the_answer_column(tmp_path, capsys):
     """The model judges its own samples (``path: $model``): scrambled answers give the same pairs and batches."""
     import torch
-
     import yaml
 
     from lit_align.tasks.arithmetic import make_rows
@@ -189,6 +188,8 @@ def test_self_rewarding_pairs_and_batches_never_depend_on_the_answer_column(tmp_
 
     recipe = yaml.safe_load((REPO / "recipes" / "self_rewarding.yaml").read_text())["generate"]
     assert recipe["scorer_kwargs"]["path"] == "$model"  # the shipped recipe's judge is the policy itself
+    # tiny-sft never learned the recipe's verdict format: scored by its label probabilities, every sample has a score.
+    recipe["scorer_kwargs"].update(score_by="probabilities")
     rows = make_rows("prompt", "train", 12)
     scrambled = [{**row, "answer": rows[(i + 1) % len(rows)]["answer"]} for i, row in enumerate(rows)]
     made, batches = [], []

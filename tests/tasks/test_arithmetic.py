@@ -48,7 +48,7 @@ def test_normalize_answer_reads_leading_integer():
     assert is_correct("157</s>", "157") and not is_correct("15", "157")
 
 
-def test_judge_rows_say_yes_exactly_when_the_shown_answer_is_right():
+def test_judge_rows_work_out_the_units_digit_and_say_yes_exactly_when_the_shown_answer_is_right():
     rows = arithmetic.make_judge_rows("sft", "train", 600)
     judged = [r for r in rows if len(r["messages"]) == 4]
     assert 240 < len(judged) < 360  # half the rows
@@ -56,9 +56,13 @@ def test_judge_rows_say_yes_exactly_when_the_shown_answer_is_right():
         question, shown = row["messages"][0]["content"], row["messages"][1]["content"]
         assert row["messages"][:3] == arithmetic.judge_conversation(question, shown)
         a, op, b = question.replace("?", "").replace(".", "").replace("=", "").split()[-3:]
-        right = str(solve(int(a), op, int(b)))
-        assert row["messages"][3] == {"role": "assistant", "content": row["answer"]}
-        assert row["answer"] == ("yes" if shown == right else "no")
+        right = solve(int(a), op, int(b))
+        verdict = row["messages"][3]["content"]
+        # "<x><op><y>=<units digit of the result> vs <last digit shown>: yes|no", the digit worked out by hand
+        x, y, digit = verdict.split(" vs ")[0].replace(op, " ", 1).replace("=", " ").split()
+        assert int(digit) == abs(right) % 10 and {int(x), int(y)} <= {int(a) % 10, int(b) % 10, int(b)}
+        assert verdict.endswith(f" vs {shown[-1]}: {'yes' if shown == str(right) else 'no'}")
+        assert row["answer"] == verdict.split()[-1]
     assert 0.35 < sum(r["answer"] == "yes" for r in judged) / len(judged) < 0.65
     plain = [r for r in rows if r not in judged]
     assert all(is_correct(r["messages"][1]["content"], r["answer"]) for r in plain)
