@@ -39,7 +39,7 @@ class DataSource:
 
     Args:
         path: ``lit-align/arithmetic`` (the embedded task), ``lit-align/arithmetic-judge`` (its SFT rows half
-            replaced by judge rows: is this answer right? yes / no), ``lit-align/word-problems`` (word problems for real
+            replaced by judge rows: is this answer right?), ``lit-align/word-problems`` (word problems for real
             models, checked by their final number), a local ``.jsonl``/``.json``/``.parquet``/``.csv`` file
             or folder, a builder name (``json``, ``parquet``, ``csv``) used with ``data_files``, or a hub dataset id.
         name: Dataset configuration name (hub datasets with several configurations).

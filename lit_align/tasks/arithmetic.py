@@ -13,8 +13,9 @@ Face chat templates understand, in four shapes that later data modules read:
 
 ``lit-align/arithmetic-judge`` (:func:`make_judge_rows`) mixes judge rows into the SFT shape: the user shows a
 problem, a proposed answer in the assistant's turn and a follow-up question (:data:`JUDGE_TEMPLATE`), and the
-assistant says ``yes`` or ``no``, so one model learns both to answer and to judge answers (the self-rewarding
-recipe's starting point; train on the last assistant turn only, or the shown wrong answers are learned too).
+assistant works out the units digit and says ``yes`` or ``no``, so that one model could answer and judge answers
+(train on the last assistant turn only, or the shown wrong answers are learned too). The tiny model did not learn
+the judging part (see :data:`JUDGE_TEMPLATE`).
 
 Generation is a pure function of ``(shape, split, num_rows, seed)``.
 """
@@ -35,12 +36,14 @@ JUDGE_TEMPLATE = [
     {"role": "user", "content": "Check the units digit. Is that right?"},
 ]
 """The judge conversation of :func:`make_judge_rows`: the problem, a proposed answer in the assistant's place, and a
-follow-up question; the judge's next turn is its verdict (:func:`judge_verdict`), read by a
-:class:`~lit_align.rewards.judges.GenerativeJudge` with this template, :data:`JUDGE_PATTERN` and
-:data:`JUDGE_LABELS` (filled by plain replacement). The verdict works the check out first: the units digit the result
-must have, the answer's, then yes or no. On the tiny model a bare yes / no stayed at chance (1000 steps of SFT on a
-half-judge mix, the answer in the assistant's turn; 800 steps with it quoted inside one question), and a verdict
-that named the expected units digit in one step got it right 57% of the time (it copied the shown one)."""
+follow-up question; the judge's next turn is its verdict (:func:`judge_verdict`), to be read by a
+:class:`~lit_align.rewards.judges.GenerativeJudge` with this template, :data:`JUDGE_PATTERN` and :data:`JUDGE_LABELS`.
+
+Measured on the tiny model (SFT from tiny-sft on a half-judge mix, 1500 steps), it did NOT learn to judge: verdicts
+right on 0.49 of held-out judge rows (the worked digit right on 0.24), the model's answers fell to 0.554 exact match.
+Earlier forms did no better: a bare yes / no after this conversation, and one question quoting the answer, stayed at
+chance; a verdict naming the expected units digit in one step copied the shown digit (0.57). Kept for larger models
+and longer runs (the README's self-rewarding section has the whole account)."""
 JUDGE_PATTERN = r"(yes|no)\s*$"
 JUDGE_LABELS = {"yes": 1.0, "no": 0.0}
 JUDGE_SLIPS = (1, 1, 1, 1, 1, 2, 2, 3, 4, 5)

@@ -181,15 +181,10 @@ def test_cai_modes_refuse_a_scorer_that_is_not_a_constitution(tmp_path):
 def test_self_rewarding_pairs_and_batches_never_depend_on_the_answer_column(tmp_path, capsys):
     """The model judges its own samples (``path: $model``): scrambled answers give the same pairs and batches."""
     import torch
-    import yaml
 
     from lit_align.tasks.arithmetic import make_rows
-    from tests.helpers import REPO
 
-    recipe = yaml.safe_load((REPO / "recipes" / "self_rewarding.yaml").read_text())["generate"]
-    assert recipe["scorer_kwargs"]["path"] == "$model"  # the shipped recipe's judge is the policy itself
-    # tiny-sft never learned the recipe's verdict format: scored by its label probabilities, every sample has a score.
-    recipe["scorer_kwargs"].update(score_by="probabilities")
+    judge = {"scorer": "lit_align.rewards.judges:LogProbJudge", "scorer_kwargs": {"path": "$model"}}
     rows = make_rows("prompt", "train", 12)
     scrambled = [{**row, "answer": rows[(i + 1) % len(rows)]["answer"]} for i, row in enumerate(rows)]
     made, batches = [], []
@@ -198,7 +193,7 @@ def test_self_rewarding_pairs_and_batches_never_depend_on_the_answer_column(tmp_
         source_file.write_text("".join(json.dumps(row) + "\n" for row in data))
         out = tmp_path / f"{name}-pairs.jsonl"
         generate(source=DataSource(path=str(source_file), val_split=None, test_split=None), output=str(out),
-                 num_samples=4, scorer=recipe["scorer"], scorer_kwargs=recipe["scorer_kwargs"])  # fmt: skip
+                 num_samples=4, **judge)  # fmt: skip
         made.append([{k: v for k, v in r.items() if k != "answer"} for r in _lines(out)])
         module = PairwiseDataModule(source=DataSource(path=str(out), test_split=None, val_split=None),
                                     batch_size=64, max_length=64)  # fmt: skip
