@@ -18,8 +18,8 @@ OVERLAYS = sorted((REPO / "configs").rglob("*.yaml"))
 
 def test_yaml_count():
     # Update these numbers when you add a recipe or an overlay; a file that goes missing fails here.
-    assert len(RECIPES) == 14, RECIPES  # 11 on the embedded model, 3 under recipes/real (SmolLM2)
-    assert len(ROUNDS) == 6, ROUNDS  # iterate configs: 3 on the embedded model, 3 under recipes/real
+    assert len(RECIPES) == 15, RECIPES  # 12 on the embedded model, 3 under recipes/real (SmolLM2)
+    assert len(ROUNDS) == 7, ROUNDS  # iterate configs: 4 on the embedded model, 3 under recipes/real
     assert len(OVERLAYS) == 14, OVERLAYS
 
 
@@ -47,6 +47,19 @@ def test_iterate_recipe_parses_and_its_fit_section_is_a_recipe(recipe, tmp_path,
     fit.write_text(yaml.safe_dump(resolved["fit"]))
     model = yaml.safe_load(_parse(fit, capsys=capsys))["model"]
     assert model["class_path"].startswith("lit_align.objectives.")
+
+
+def test_self_rewarding_asks_the_judge_question_its_starting_model_learned():
+    from lit_align.tasks.arithmetic import JUDGE_LABELS, JUDGE_PATTERN, JUDGE_TEMPLATE
+
+    rounds = yaml.safe_load((REPO / "recipes" / "self_rewarding.yaml").read_text())
+    sft = yaml.safe_load((REPO / "recipes" / "self_rewarding_sft.yaml").read_text())
+    judge = rounds["generate"]["scorer_kwargs"]
+    assert judge["template"] == JUDGE_TEMPLATE and judge["labels"] == JUDGE_LABELS
+    assert judge["pattern"] == JUDGE_PATTERN and judge["path"] == "$model"
+    assert sft["data"]["init_args"]["source"]["path"] == "lit-align/arithmetic-judge"
+    start = rounds["fit"]["model"]["init_args"]["policy"]["name_or_path"]
+    assert start == f"{sft['trainer']['default_root_dir']}/hf_model"
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
@@ -124,7 +137,7 @@ def test_readme_stack_keeps_the_recipes_optimizer_and_schedule(stack, capsys):
 def _six_rows(recipe: str) -> list[dict]:
     """Six rows of the shape the recipe's data module reads, as a user's own small file would hold."""
     questions = [(f"What is {i} + 1?", str(i + 1)) for i in range(6)]
-    if recipe in ("sft", "rejection_sampling"):
+    if recipe in ("sft", "rejection_sampling", "self_rewarding_sft"):
         return [{"prompt": q, "completion": f" {a}"} for q, a in questions]
     if recipe == "kto":
         return [{"prompt": q, "completion": f" {a}", "label": i % 2 == 0} for i, (q, a) in enumerate(questions)]

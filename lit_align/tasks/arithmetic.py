@@ -13,9 +13,8 @@ Face chat templates understand, in four shapes that later data modules read:
 
 ``lit-align/arithmetic-judge`` (:func:`make_judge_rows`) mixes judge rows into the SFT shape: the user shows a
 problem, a proposed answer in the assistant's turn and a follow-up question (:data:`JUDGE_TEMPLATE`), and the
-assistant works out the units digit and says ``yes`` or ``no``, so that one model could answer and judge answers
-(train on the last assistant turn only, or the shown wrong answers are learned too). The tiny model did not learn
-the judging part (see :data:`JUDGE_TEMPLATE`).
+assistant works out the units digit and says ``yes`` or ``no``, so that one model answers and judges answers
+(train on the last assistant turn only, or the shown wrong answers are learned too).
 
 Generation is a pure function of ``(shape, split, num_rows, seed)``.
 """
@@ -39,11 +38,11 @@ JUDGE_TEMPLATE = [
 follow-up question; the judge's next turn is its verdict (:func:`judge_verdict`), to be read by a
 :class:`~lit_align.rewards.judges.GenerativeJudge` with this template, :data:`JUDGE_PATTERN` and :data:`JUDGE_LABELS`.
 
-Measured on the tiny model (SFT from tiny-sft on a half-judge mix, 1500 steps), it did NOT learn to judge: verdicts
-right on 0.49 of held-out judge rows (the worked digit right on 0.24), the model's answers fell to 0.554 exact match.
-Earlier forms did no better: a bare yes / no after this conversation, and one question quoting the answer, stayed at
-chance; a verdict naming the expected units digit in one step copied the shown digit (0.57). Kept for larger models
-and longer runs (the README's self-rewarding section has the whole account)."""
+The tiny model learns it late (``recipes/self_rewarding_sft.yaml``, SFT from tiny-sft on a half-judge mix): on
+held-out judge rows the worked units digit is right 0.33 / 0.86 / 0.98 and the verdict 0.52 / 0.56 / 0.93 at steps
+1500 / 3000 / 4500. Simpler forms did not train in 1500 steps: a bare yes / no after this conversation, or after
+one question quoting the answer, stayed at chance; a verdict naming the expected digit in one step copied the shown
+one."""
 JUDGE_PATTERN = r"(yes|no)\s*$"
 JUDGE_LABELS = {"yes": 1.0, "no": 0.0}
 JUDGE_SLIPS = (1, 1, 1, 1, 1, 2, 2, 3, 4, 5)
