@@ -36,7 +36,7 @@ def _assistant(text):
 
 def _chat_rows(recipe: str) -> list[dict]:
     """Eight conversational rows of the shape the recipe's data module reads."""
-    if recipe in ("sft", "rejection_sampling"):
+    if recipe in ("sft", "rejection_sampling", "self_rewarding_sft"):
         return [
             {"messages": _user(q) + _assistant(f"It is {a}.") + _user("Sure?") + _assistant("Yes.")}
             for q, a in QUESTIONS
