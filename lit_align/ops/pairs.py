@@ -47,3 +47,25 @@ def select_pairs(
     prompt, i, j = keep.nonzero(as_tuple=True)
     offsets = prompt * group_size
     return offsets + i, offsets + j
+
+
+def round_robin_scores(preferences: torch.Tensor) -> torch.Tensor:
+    """Each completion's mean preference over the other completions of its prompt (a round-robin's win rate).
+
+    With a pairwise judge, ``preferences[b, i, j]`` is how strongly answer i beats answer j (1: i is better, 0: j is,
+    0.5: a tie); score_i = mean over j != i of ``preferences[b, i, j]``, over the entries that are known. This is the
+    Borda count of the tournament, so a prompt's ranking uses every comparison, not one anchor's.
+
+    Args:
+        preferences: P(i better than j), NaN where unknown; the diagonal is ignored. Shape: (B, G, G)
+
+    Returns:
+        The score of each completion, NaN where none of its comparisons is known. Shape: (B, G)
+
+    """
+    size = preferences.shape[-1]
+    off_diagonal = ~torch.eye(size, dtype=torch.bool, device=preferences.device)
+    known = preferences.isfinite() & off_diagonal  # (B, G, G)
+    total = torch.where(known, preferences, 0).sum(-1)  # (B, G)
+    count = known.sum(-1)  # (B, G)
+    return torch.where(count > 0, total / count.clamp(min=1), torch.nan)

@@ -8,7 +8,7 @@
   label, no sampling). :data:`ADDITIVE_5_POINT` is an additive 5-point rubric as in the
   self-rewarding paper (Yuan et al., 2024; arXiv:2401.10020), for instruct models.
 - :class:`PairwiseJudge`: the judge compares two answers, once in each order, so a preference for the first (or
-  second) position cancels out.
+  second) position cancels out; as a scorer, each answer's score is its win rate against the prompt's other answers.
 
 A judge can be any model folder or name, or, in ``lit-align generate`` (and so ``lit-align iterate``), the model
 that generated the answers: ``path: $model`` (self-rewarding). Templates are filled by plain text replacement of
@@ -26,6 +26,7 @@ import torch
 from lit_align.data.templates import is_conversational, tokenize_prompt_completion
 from lit_align.data.validation import Messages
 from lit_align.errors import ConfigError
+from lit_align.ops.pairs import round_robin_scores
 from lit_align.roles.models import ModelSpec, load_frozen
 from lit_align.roles.scoring import token_scores
 from lit_align.roles.tokenizer import load_tokenizer
@@ -231,7 +232,13 @@ class GenerativeJudge:
         trust_remote_code: bool = False,
     ) -> None:
         """See the class docstring."""
-        texts = [template] if isinstance(template, str) else [m.get("content", "") for m in template]
+        if not isinstance(template, str):
+            for i, message in enumerate(template):
+                fields = isinstance(message, dict) and all(isinstance(message.get(k), str) for k in ("role", "content"))
+                if not fields:
+                    raise ConfigError(f"GenerativeJudge.template[{i}]", f"must be a message with a role and a content "
+                                      f"string, got {message!r}")  # fmt: skip
+        texts = [template] if isinstance(template, str) else [m["content"] for m in template]
         if not any("{response}" in text for text in texts):
             raise ConfigError("GenerativeJudge.template", "has no {response}: the judge would never see the answer")
         if not isinstance(template, str) and not as_chat:
@@ -293,8 +300,11 @@ class GenerativeJudge:
 class PairwiseJudge:
     """A model says which of two answers is better, asked in both orders to cancel position bias.
 
+    :meth:`compare` judges given pairs; called as a scorer (``lit-align generate --scorer
+    lit_align.rewards.judges:PairwiseJudge``), it ranks the answers of each prompt by a round-robin of comparisons.
+
     Args:
-        path: The judge model.
+        path: The judge model; ``$model`` inside ``lit-align generate``: the model that wrote the answers.
         template: Prompt with ``{prompt}``, ``{first}`` and ``{second}``.
         pattern: Regex whose first group names the better answer.
         labels: Which matched value means the first answer is better (1.0) or the second (0.0).
@@ -345,4 +355,36 @@ class PairwiseJudge:
             second = read_score(self.pattern, b, self.labels)  # 1: the first shown (theirs) is better
             votes = [v for v in (first, None if second is None else 1.0 - second) if v is not None]
             out.append(sum(votes) / len(votes) if votes else None)
+        return out
+
+    def __call__(
+        self, prompts: list[str | Messages], completions: list[str | Messages], **_: object
+    ) -> list[float | None]:
+        """Score every answer by a round-robin among the answers to the same prompt (a scorer for ``generate``).
+
+        Each two distinct answers of a prompt are compared (:meth:`compare`, both orders); an answer's score is its
+        mean preference over the others (:func:`~lit_align.ops.pairs.round_robin_scores`), so the best answer of a
+        prompt scores highest. Costs G(G-1) verdicts for G distinct answers. An answer with no other distinct answer
+        to meet scores 0.5 (a tie: it makes no pair); one whose comparisons were all unreadable, None.
+        """
+        groups: dict[str, list[int]] = {}
+        for k, prompt in enumerate(prompts):
+            groups.setdefault(json.dumps(prompt), []).append(k)
+        distinct = {key: list(dict.fromkeys(text_of(completions[k]) for k in rows)) for key, rows in groups.items()}
+        matches = [(key, a, b) for key, texts in distinct.items() for a in range(len(texts)) for b in range(a)]
+        first = {key: prompts[rows[0]] for key, rows in groups.items()}
+        won = self.compare([first[key] for key, _, _ in matches], [distinct[key][a] for key, a, _ in matches],
+                           [distinct[key][b] for key, _, b in matches]) if matches else []  # fmt: skip
+        tables = {key: torch.full((len(texts), len(texts)), torch.nan) for key, texts in distinct.items()}
+        for (key, a, b), p in zip(matches, won, strict=True):
+            if p is not None:
+                tables[key][a, b], tables[key][b, a] = p, 1.0 - p
+        out: list[float | None] = [None] * len(prompts)
+        for key, rows in groups.items():
+            texts = distinct[key]
+            scores = round_robin_scores(tables[key][None])[0].tolist() if len(texts) > 1 else [0.5]
+            by_text = dict(zip(texts, scores, strict=True))
+            for k in rows:
+                score = by_text[text_of(completions[k])]
+                out[k] = None if score != score else score  # NaN: every comparison unreadable
         return out

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lit_align.ops.pairs import select_pairs
+from lit_align.ops.pairs import round_robin_scores, select_pairs
 
 NAN = float("nan")
 
@@ -36,3 +36,13 @@ def test_min_margin_drops_close_pairs(pairing):
     margins = (rewards[chosen] - rewards[rejected]).tolist()
     assert all(m > 1.0 for m in margins)
     assert len(margins) == {"best_worst": 1, "best_rest": 2, "all": 3}[pairing]
+
+
+def test_round_robin_scores_by_hand():
+    nan = float("nan")
+    # A beats B (1), A and C tie (0.5), B vs C unknown: A = (1 + 0.5) / 2, B = 0 / 1, C = 0.5 / 1.
+    table = torch.tensor([[[nan, 1.0, 0.5], [0.0, nan, nan], [0.5, nan, nan]]])
+    assert round_robin_scores(table).tolist() == [[0.75, 0.0, 0.5]]
+    # The diagonal never counts, and an answer with no known comparison has no score.
+    alone = torch.tensor([[[0.9, nan], [nan, 0.1]]])
+    assert round_robin_scores(alone).isnan().all()

@@ -96,7 +96,34 @@ def test_pairwise_judge_cancels_position_bias():
     assert judge.compare([""] * 5, [""] * 5, [""] * 5) == [1.0, 0.5, 0.0, 1.0, None]
 
 
+class _ByLength(PairwiseJudge):
+    """A judge that prefers the longer answer (0.5 for equal lengths, None when one of them is "?")."""
+
+    def __init__(self):
+        self.asked = []
+
+    def compare(self, prompts, firsts, seconds):
+        self.asked += list(zip(prompts, firsts, seconds, strict=True))
+        return [None if "?" in (a, b) else 0.5 + 0.5 * ((len(a) > len(b)) - (len(a) < len(b)))
+                for a, b in zip(firsts, seconds, strict=True)]  # fmt: skip
+
+
+def test_pairwise_judge_as_a_scorer_ranks_each_prompts_answers_by_a_round_robin():
+    judge = _ByLength()
+    prompts = ["p", "q", "p", "p", "q", "p", "r"]
+    answers = ["aa", "x", "b", "ccc", "x", "b", "?"]
+    scores = judge(prompts, answers)
+    # p's distinct answers aa, b, ccc: aa beats b and loses to ccc (1/2), b loses both (0), ccc wins both (1);
+    # the repeated "b" is judged once; q has one distinct answer (a tie, 0.5); r's only answer is alone too.
+    assert scores == [0.5, 0.5, 0.0, 1.0, 0.5, 0.0, 0.5]
+    assert len(judge.asked) == 3 and {p for p, _, _ in judge.asked} == {"p"}
+    unreadable = judge(["p", "p"], ["?", "long"])
+    assert unreadable == [None, None]
+
+
 def test_bad_judge_settings_name_their_key():
+    with pytest.raises(ConfigError, match=r"GenerativeJudge.template\[1\]"):
+        GenerativeJudge(TINY, template=[{"role": "user", "content": "{prompt}"}, {"role": "assistant"}])
     with pytest.raises(ConfigError, match="GenerativeJudge.template"):
         GenerativeJudge(TINY, template="no answer here")
     with pytest.raises(ConfigError, match="GenerativeJudge.temperature"):
