@@ -12,8 +12,9 @@ import torch
 from lightning import LightningModule
 
 from lit_align.ops.logprobs import masked_mean
+from lit_align.types import IGNORE_INDEX
 
-PROGRESS_BAR = ("loss", "rewards/accuracies", "rewards/margins", "reward", "kl")
+PROGRESS_BAR = ("loss", "rewards/accuracies", "rewards/margins", "reward", "kl", "step_accuracy")
 
 
 def token_accuracy(predicted: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
@@ -326,3 +327,49 @@ def response_summary(
         if answered:
             out["exact_match"], out["answered"] = sum(answered) / len(answered), len(answered)
     return out
+
+
+def process_reward_metrics(step_logits: torch.Tensor, step_labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A process reward model's batch metrics, with a step judged right when its score's probability is > 0.5.
+
+    - ``step_accuracy``: share of labelled steps classified as their label says (soft labels rounded at 0.5);
+    - ``first_error_accuracy``: share of solutions whose first step judged wrong is the first wrong step (or, for a
+      solution without a wrong step, where no step is judged wrong), the earliest-error task of ProcessBench
+      (Zheng et al., 2024; arXiv:2412.06559);
+    - ``solution_accuracy``: share of solutions judged all-right exactly when all their steps are right;
+    - ``scores/right`` and ``scores/wrong``: mean probability given to right and to wrong steps, and
+      ``scores/margin`` their difference (0 when the batch lacks one kind), which a PRM that learns nothing keeps
+      at 0.
+
+    Args:
+        step_logits: Score of every position. Shape: (B, T)
+        step_labels: Label at each step end, ``IGNORE_INDEX`` elsewhere. Shape: (B, T)
+
+    """
+    probs, labels = step_logits.detach().float().sigmoid(), step_labels.detach()
+    right_steps, hits, first, whole = [], [], [], []
+    for row_probs, row_labels in zip(probs, labels, strict=True):
+        labelled = row_labels != IGNORE_INDEX
+        truth = row_labels[labelled].float() > 0.5  # (S,)
+        judged = row_probs[labelled] > 0.5  # (S,)
+        hits.append(judged == truth)
+        right_steps.append(truth)
+        first.append(_first_false(judged) == _first_false(truth))
+        whole.append(bool(judged.all()) == bool(truth.all()))
+    truth_all, probs_all = torch.cat(right_steps), probs[labels != IGNORE_INDEX]
+    right = probs_all[truth_all].mean() if truth_all.any() else torch.tensor(float("nan"))
+    wrong = probs_all[~truth_all].mean() if (~truth_all).any() else torch.tensor(float("nan"))
+    return {
+        "step_accuracy": torch.cat(hits).float().mean(),
+        "first_error_accuracy": torch.tensor(first, dtype=torch.float32).mean(),
+        "solution_accuracy": torch.tensor(whole, dtype=torch.float32).mean(),
+        "scores/right": right,
+        "scores/wrong": wrong,
+        "scores/margin": (right - wrong).nan_to_num(0.0),
+    }
+
+
+def _first_false(flags: torch.Tensor) -> int:
+    """Index of the first False in ``flags`` (S,), or S when all are True."""
+    wrong = (~flags).nonzero()
+    return int(wrong[0]) if len(wrong) else len(flags)

@@ -15,12 +15,13 @@ IGNORE_INDEX = -100
 
 
 class Shape(StrEnum):
-    """Data shapes: what a row holds (the embedded task emits all four; each data module reads one)."""
+    """Data shapes: what a row holds (each data module reads one; the embedded tasks emit the ones they have)."""
 
     SFT = "sft"
     PAIRWISE = "pairwise"
     BINARY = "binary"
     PROMPT = "prompt"
+    STEPWISE = "stepwise"
 
 
 class SFTBatch(TypedDict):
@@ -95,6 +96,24 @@ class PromptBatch(TypedDict):
     attention_mask: torch.Tensor
     prompts: list
     columns: dict[str, list]
+    index: torch.Tensor
+
+
+class StepwiseBatch(TypedDict):
+    """B step-labelled solutions (prompt + steps, each step followed by its separator), right-padded.
+
+    Attributes:
+        input_ids: Token ids. Shape: (B, T)
+        attention_mask: 1 for real tokens. Shape: (B, T)
+        step_labels: At the last token of each step, its label (``long`` 0 / 1, or ``float`` in [0, 1] for soft
+            labels); ``IGNORE_INDEX`` everywhere else. Shape: (B, T)
+        index: Position of each row in its split. Shape: (B,)
+
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    step_labels: torch.Tensor
     index: torch.Tensor
 
 

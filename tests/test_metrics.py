@@ -115,3 +115,25 @@ def test_sequence_and_token_kl_by_hand():
     assert sequence_kl(policy, ref).item() == pytest.approx(-2.0)
     assert token_kl(policy, ref, lengths).item() == pytest.approx(-1 / 3)
     assert token_kl(policy[:0], ref[:0], lengths[:0]).item() == 0.0  # no tokens: 0, not nan
+
+
+def test_process_reward_metrics_by_hand():
+    import torch
+
+    from lit_align.metrics import process_reward_metrics
+    from lit_align.types import IGNORE_INDEX as X
+
+    up, down = 2.0, -2.0  # judged right (p = 0.88) and judged wrong (p = 0.12)
+    logits = torch.tensor([[up, up, down, 0.0], [up, down, down, 0.0], [up, up, up, 0.0]])
+    labels = torch.tensor([[1, 1, 0, X], [1, 1, 0, X], [1, X, 1, X]])
+    m = process_reward_metrics(logits, labels)
+    # Steps: row 0 all 3 right; row 1 judges step 2 wrong (truth right): 2 of 3; row 2 both right: 7 of 8.
+    assert m["step_accuracy"].item() == pytest.approx(7 / 8)
+    # First error: row 0 at 2 = 2; row 1 judged at 1, truly 2; row 2 none = none.
+    assert m["first_error_accuracy"].item() == pytest.approx(2 / 3)
+    # Solution judged all-right exactly when it is: row 0 (no, no), row 1 (no, no), row 2 (yes, yes).
+    assert m["solution_accuracy"].item() == pytest.approx(1.0)
+    p_up, p_down = torch.sigmoid(torch.tensor(up)).item(), torch.sigmoid(torch.tensor(down)).item()
+    assert m["scores/right"].item() == pytest.approx((5 * p_up + p_down) / 6)
+    assert m["scores/wrong"].item() == pytest.approx(p_down)
+    assert m["scores/margin"].item() == pytest.approx((5 * p_up + p_down) / 6 - p_down)

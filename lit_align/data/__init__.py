@@ -5,5 +5,13 @@ from lit_align.data.pairwise import PairwiseDataModule
 from lit_align.data.prompt import PromptDataModule
 from lit_align.data.sft import SFTDataModule
 from lit_align.data.sources import DataSource
+from lit_align.data.stepwise import StepwiseDataModule
 
-__all__ = ["BinaryDataModule", "DataSource", "PairwiseDataModule", "PromptDataModule", "SFTDataModule"]
+__all__ = [
+    "BinaryDataModule",
+    "DataSource",
+    "PairwiseDataModule",
+    "PromptDataModule",
+    "SFTDataModule",
+    "StepwiseDataModule",
+]

@@ -19,13 +19,14 @@ import torch
 
 from lit_align.domains import NonNegativeFloat, PositiveInt, check_fields
 from lit_align.errors import ConfigError, DataError
-from lit_align.tasks import arithmetic, word_problems
+from lit_align.tasks import arithmetic, chains, word_problems
 
 EMBEDDED_TASK = "lit-align/arithmetic"
 EMBEDDED_TASKS = {
     EMBEDDED_TASK: arithmetic.make_rows,
     "lit-align/arithmetic-judge": arithmetic.make_judge_rows,
     "lit-align/word-problems": word_problems.make_rows,
+    "lit-align/chains": chains.make_rows,
 }
 """Generated tasks by name: ``make_rows(shape, split, num_rows, seed)`` (see :mod:`lit_align.tasks`)."""
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -39,9 +40,11 @@ class DataSource:
 
     Args:
         path: ``lit-align/arithmetic`` (the embedded task), ``lit-align/arithmetic-judge`` (its SFT rows half
-            replaced by judge rows: is this answer right?), ``lit-align/word-problems`` (word problems for real
-            models, checked by their final number), a local ``.jsonl``/``.json``/``.parquet``/``.csv`` file
-            or folder, a builder name (``json``, ``parquet``, ``csv``) used with ``data_files``, or a hub dataset id.
+            replaced by judge rows: is this answer right?), ``lit-align/chains`` (multi-step chains solved one step
+            per line, with step-labelled solutions: :mod:`lit_align.tasks.chains`), ``lit-align/word-problems`` (word
+            problems for real models, checked by their final number), a local ``.jsonl``/``.json``/``.parquet``/
+            ``.csv`` file or folder, a builder name (``json``, ``parquet``, ``csv``) used with ``data_files``, or a
+            hub dataset id.
         name: Dataset configuration name (hub datasets with several configurations).
         data_files: Files for a builder name: one path, a list, or a ``{split: paths}`` mapping.
         split: Split to train on.

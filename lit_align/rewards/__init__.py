@@ -8,9 +8,11 @@ the prompt rows' other fields (for example ``answer``), repeated for every compl
 from lit_align.rewards.combine import RewardScores, RewardSet, RewardSpec
 from lit_align.rewards.format import length_penalty, regex_format
 from lit_align.rewards.model import RewardModelScorer
+from lit_align.rewards.prm import ProcessRewardScorer
 from lit_align.rewards.verifiable import arithmetic_answer, final_number
 
 __all__ = [
+    "ProcessRewardScorer",
     "RewardModelScorer",
     "RewardScores",
     "RewardSet",

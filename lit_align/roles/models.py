@@ -30,6 +30,7 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     BitsAndBytesConfig,
     GenerationConfig,
     PreTrainedModel,
@@ -49,7 +50,15 @@ from lit_align.roles.paths import (
 )
 from lit_align.roles.tokenizer import load_tokenizer
 
-Head = Literal["causal_lm", "reward"]
+Head = Literal["causal_lm", "reward", "token_reward"]
+"""``causal_lm``: a language model (policies); ``reward``: one scalar per sequence (AutoModelForSequenceClassification,
+reward models); ``token_reward``: one scalar per token (AutoModelForTokenClassification, process reward models)."""
+AUTO_CLASSES = {
+    "causal_lm": AutoModelForCausalLM,
+    "reward": AutoModelForSequenceClassification,
+    "token_reward": AutoModelForTokenClassification,
+}
+LORA_TASKS = {"causal_lm": "CAUSAL_LM", "reward": "SEQ_CLS", "token_reward": "TOKEN_CLS"}
 _SKELETONS = contextvars.ContextVar("lit_align_skeletons", default=False)
 
 
@@ -216,9 +225,9 @@ def _load_model(
             "folder first (lit-align export, or save_pretrained of the loaded model) and give that folder"
         )
     base = adapter_base(path)  # an adapter folder: load the base it records (resolved as any name), then the adapter
-    auto_class = AutoModelForSequenceClassification if head == "reward" else AutoModelForCausalLM
-    if head == "reward":
-        kwargs["num_labels"] = 1  # one scalar per sequence, read at its last token; the new head starts random
+    auto_class = AUTO_CLASSES[head]
+    if head != "causal_lm":
+        kwargs["num_labels"] = 1  # one scalar per sequence (or token); the new head starts random
     try:
         if _SKELETONS.get() and not quantize and not base:
             return _skeleton(auto_class, path, kwargs)
@@ -256,7 +265,8 @@ def load_policy(
     Args:
         spec: What to load and how it trains.
         device: Where 4-bit weights are quantised (QLoRA only); other roles load on CPU and Lightning moves them.
-        head: ``causal_lm`` for policies, ``reward`` for a scalar sequence-classification head (reward models).
+        head: ``causal_lm`` for policies, ``reward`` for a scalar sequence-classification head (reward models),
+            ``token_reward`` for a scalar per token (process reward models; see :data:`Head`).
         expand_layers: New identity-initialised blocks stacked on the loaded ones (:func:`expand_blocks`), before
             any adapter is added; not with QLoRA (the copied 4-bit weights cannot be zeroed).
 
@@ -331,7 +341,10 @@ def _lora_config(spec: ModelSpec, head: Head = "causal_lm") -> LoraConfig:
         lora_alpha=spec.lora_alpha,
         lora_dropout=spec.lora_dropout,
         target_modules=spec.lora_target_modules,
-        task_type="SEQ_CLS" if head == "reward" else "CAUSAL_LM",  # SEQ_CLS also trains the new score head
+        task_type=LORA_TASKS[head],  # SEQ_CLS and TOKEN_CLS also train the new score head
+        # peft's all-linear leaves a sequence classifier's head out, not a token classifier's: the head is trained
+        # whole (modules_to_save), so it must not also get an adapter.
+        exclude_modules=["score", "classifier"] if head == "token_reward" else None,
     )
 
 

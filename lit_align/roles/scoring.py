@@ -151,6 +151,32 @@ def token_scores(
     return TokenScores(logps, entropy, predicted, hidden)
 
 
+def selected_logits(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_ids: list[int]
+) -> torch.Tensor:
+    """The logits of a few vocabulary entries at every position, from one forward pass of a causal LM.
+
+    Where :func:`output_layer` allows, the LM head computes only those rows of its weight (inside the model's own
+    forward, so FSDP2 and PEFT see an ordinary call), so no (B, T, V) tensor is made; otherwise the full logits are
+    computed and indexed. Gradients flow when the caller enables them. Shapes: ids (B, T) -> (B, T, len(token_ids)).
+    """
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
+    head = output_layer(model)
+    if head is None:
+        return model(**kwargs).logits[..., token_ids]
+    rows = torch.tensor(token_ids, device=input_ids.device)
+
+    def forward(hidden: torch.Tensor) -> torch.Tensor:  # (B, T, H) -> (B, T, K)
+        bias = None if head.bias is None else head.bias[rows]
+        return torch.nn.functional.linear(hidden, head.weight[rows], bias)
+
+    head.forward = forward  # an instance attribute shadows the class's forward; removed below
+    try:
+        return model(**kwargs).logits
+    finally:
+        del head.forward
+
+
 def _entropy(logits: torch.Tensor) -> torch.Tensor:
     logp = torch.log_softmax(logits.float(), dim=-1)  # (K, V): one row at a time
     return -(logp.exp() * logp).sum(-1)

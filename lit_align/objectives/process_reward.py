@@ -1,0 +1,132 @@
+"""ProcessRewardModel: a score for every step of a solution, trained on step labels (PRM; Lightman et al., 2023)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from lightning import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+
+from lit_align.domains import check_args
+from lit_align.errors import ConfigError
+from lit_align.losses.process_reward import step_classification_loss
+from lit_align.metrics import log_metrics, process_reward_metrics
+from lit_align.objectives.optim import configure_optimizers, role_device
+from lit_align.roles.models import ModelSpec, load_policy
+from lit_align.roles.scoring import selected_logits
+from lit_align.roles.tokenizer import load_tokenizer
+from lit_align.types import StepwiseBatch
+
+ScoreHead = Literal["reward_tokens", "classifier"]
+REWARD_TOKENS_KEY = "prm_reward_tokens"
+"""Config attribute that records the reward tokens in a saved ``reward_tokens`` PRM (read by the PRM scorer)."""
+
+
+class ProcessRewardModel(LightningModule):
+    """Score each step of a solution: P(the solution is still right after this step), trained on step labels.
+
+    The score of a step is read at its last token (where :class:`~lit_align.data.StepwiseDataModule` puts its
+    label), from one of two heads:
+
+    - ``reward_tokens`` (default): the language model's own head, score = logit(good) - logit(bad) of two tokens
+      (``+`` and ``-`` by default, as Math-Shepherd's PRM reads them). Nothing new starts random, and the model keeps
+      its next-token knowledge; the saved model is the causal LM with the tokens in its config
+      (``prm_reward_tokens``).
+    - ``classifier``: a new scalar head on every token (``AutoModelForTokenClassification``, one label), as TRL's
+      ``PRMTrainer`` trains; the saved model is a token classifier.
+
+    The loss is :func:`~lit_align.losses.process_reward.step_classification_loss` (hard or soft labels). Logs
+    ``{stage}/loss``, ``step_accuracy``, ``first_error_accuracy``, ``solution_accuracy``, ``scores/right`` and
+    ``scores/wrong`` (:func:`~lit_align.metrics.process_reward_metrics`).
+    """
+
+    def __init__(
+        self,
+        policy: ModelSpec = ModelSpec(),  # noqa: B008 (frozen dataclass)
+        score_head: ScoreHead = "reward_tokens",
+        reward_tokens: tuple[str, str] = ("+", "-"),
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        """Configure the objective.
+
+        Args:
+            policy: The backbone to train and how (full, LoRA, QLoRA).
+            score_head: ``reward_tokens`` (two tokens of the LM head) or ``classifier`` (a new per-token head).
+            reward_tokens: ``reward_tokens`` head: the token meaning "right so far" and the one meaning "wrong";
+                each must be one token of the tokenizer.
+            optimizer: Optimizer class and arguments.
+            lr_scheduler: Optional scheduler, stepped after every optimizer step.
+
+        """
+        check_args(ProcessRewardModel.__init__, locals(), "ProcessRewardModel")
+        if score_head not in ("reward_tokens", "classifier"):
+            raise ConfigError("model.init_args.score_head", f"must be reward_tokens or classifier, got {score_head!r}")
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
+        self.head = "token_reward" if score_head == "classifier" else "causal_lm"  # how SaveHuggingFace saves it
+        self.token_ids: list[int] = []
+        self.policy: torch.nn.Module | None = None
+
+    def configure_model(self) -> None:
+        """Build the backbone (and, for ``reward_tokens``, find the two tokens); idempotent."""
+        if self.policy is not None:
+            return
+        if self.hparams.score_head == "reward_tokens":
+            spec = self.policy_spec
+            tokenizer = load_tokenizer(spec.name_or_path, trust_remote_code=spec.trust_remote_code)
+            self.token_ids = reward_token_ids(tokenizer, self.hparams.reward_tokens)
+        self.policy = load_policy(self.policy_spec, device=role_device(self), head=self.head)
+        if self.token_ids:
+            base = getattr(self.policy, "get_base_model", lambda: self.policy)()
+            setattr(base.config, REWARD_TOKENS_KEY, list(self.hparams.reward_tokens))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The step score (a logit) at every position. Shapes: (B, T) -> (B, T)."""
+        if self.token_ids:
+            pair = selected_logits(self.policy, input_ids, attention_mask, self.token_ids)  # (B, T, 2)
+            return pair[..., 0] - pair[..., 1]
+        return self.policy(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits.squeeze(-1)
+
+    def _shared_step(self, batch: StepwiseBatch, stage: str) -> torch.Tensor:
+        logits = self(batch["input_ids"], batch["attention_mask"]).float()  # (B, T)
+        loss = step_classification_loss(logits, batch["step_labels"])
+        metrics = {"loss": loss, **process_reward_metrics(logits, batch["step_labels"])}
+        log_metrics(self, metrics, stage, batch_size=len(logits))
+        return loss
+
+    def training_step(self, batch: StepwiseBatch, batch_idx: int) -> torch.Tensor:
+        """One optimisation step on a batch of step-labelled solutions."""
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: StepwiseBatch, batch_idx: int) -> None:
+        """Log held-out step, first-error and solution accuracy."""
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: StepwiseBatch, batch_idx: int) -> None:
+        """Log the same metrics on the test split (``lit-align test``)."""
+        self._shared_step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        """Optimizer over trainable parameters."""
+        return configure_optimizers(self, self.optimizer, self.lr_scheduler)
+
+
+def reward_token_ids(tokenizer: Any, tokens: tuple[str, str] | list[str]) -> list[int]:
+    """The ids of the two reward tokens, each required to be a single token of ``tokenizer``.
+
+    Raises:
+        ConfigError: A token that is not exactly one token (or both the same).
+
+    """
+    ids = []
+    for text in tokens:
+        found = tokenizer(text, add_special_tokens=False).input_ids
+        if len(found) != 1:
+            raise ConfigError("model.init_args.reward_tokens", f"{text!r} is {len(found)} tokens, not one")
+        ids.append(found[0])
+    if len(ids) != 2 or ids[0] == ids[1]:
+        raise ConfigError("model.init_args.reward_tokens", f"needs two different tokens, got {list(tokens)}")
+    return ids

@@ -1,0 +1,126 @@
+"""Score solutions step by step with a process reward model saved by ``ProcessRewardModel`` (``hf_model``).
+
+One forward pass per batch reads a score at the end of every step (the steps are the completion split on the
+step separator, tokenized as :class:`~lit_align.data.StepwiseDataModule` tokenized them for training), and the
+step scores are aggregated into one score per solution. The aggregate matters:
+
+- ``min`` (default): the weakest step; a solution is as good as its worst step, whatever its length.
+- ``last``: the last step's score; a PRM trained with "wrong from the first error on" labels already estimates
+  there whether the whole solution is still right.
+- ``prod``: the product of the step probabilities, as P(every step right) if the steps were independent; every
+  extra step multiplies in a factor below 1, so it favours short solutions.
+- ``mean``: the mean step probability; one wrong step is diluted by the right ones, so it favours long solutions
+  with a single error over short ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForTokenClassification
+
+from lit_align.data.stepwise import tokenize_steps
+from lit_align.data.validation import Messages
+from lit_align.errors import ConfigError
+from lit_align.rewards.judges import text_of
+from lit_align.roles.models import load_pretrained
+from lit_align.roles.paths import resolve_model_path
+from lit_align.roles.scoring import selected_logits
+from lit_align.roles.tokenizer import load_tokenizer
+
+Aggregate = Literal["min", "last", "prod", "mean"]
+REWARD_TOKENS_KEY = "prm_reward_tokens"  # = lit_align.objectives.process_reward.REWARD_TOKENS_KEY
+
+
+def is_process_reward_model(path: str) -> bool:
+    """True when ``path`` is a local model folder saved by ``ProcessRewardModel`` (or any token classifier)."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    saved = json.loads(config.read_text())
+    return REWARD_TOKENS_KEY in saved or any(
+        a.endswith("ForTokenClassification") for a in saved.get("architectures", [])
+    )
+
+
+def aggregate_steps(step_probs: list[float], how: Aggregate) -> float:
+    """One solution score from its step probabilities (see the module docstring for each one's bias)."""
+    if how == "min":
+        return min(step_probs)
+    if how == "last":
+        return step_probs[-1]
+    if how == "prod":
+        return math.prod(step_probs)
+    return sum(step_probs) / len(step_probs)
+
+
+class ProcessRewardScorer:
+    """Callable ``(prompts, completions) -> scores``: each completion's steps scored by a PRM, then aggregated.
+
+    Args:
+        path: Folder written by ``ProcessRewardModel`` training (``hf_model``): a causal LM whose config names its
+            two reward tokens, or a token classifier with one label.
+        aggregate: ``min``, ``last``, ``prod`` or ``mean`` of the step probabilities (module docstring).
+        step_separator: What separates (and ends) steps, as in the PRM's training data.
+        batch_size: Solutions scored per forward pass.
+        device: Where to run the model.
+        trust_remote_code: Allow model code from the hub.
+
+    """
+
+    def __init__(
+        self,
+        path: str,
+        aggregate: Aggregate = "min",
+        step_separator: str = "\n",
+        batch_size: int = 64,
+        device: str = "cpu",
+        trust_remote_code: bool = False,
+    ) -> None:
+        """See the class docstring."""
+        if aggregate not in ("min", "last", "prod", "mean"):
+            raise ConfigError("ProcessRewardScorer.aggregate", f"must be min, last, prod or mean, got {aggregate!r}")
+        if not step_separator:
+            raise ConfigError("ProcessRewardScorer.step_separator", "is empty")
+        location = resolve_model_path(path, "process reward model path")
+        self.tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code, key="process reward model path")
+        config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
+        tokens = getattr(config, REWARD_TOKENS_KEY, None)
+        auto = AutoModelForCausalLM if tokens else AutoModelForTokenClassification
+        self.model = load_pretrained(auto, location, trust_remote_code=trust_remote_code).to(device).eval()
+        self.token_ids = [self.tokenizer(t, add_special_tokens=False).input_ids[0] for t in tokens] if tokens else []
+        self.aggregate, self.separator = aggregate, step_separator
+        self.batch_size, self.device = batch_size, device
+
+    def steps_of(self, completion: str | Messages) -> list[str]:
+        """The non-empty steps of a completion's text."""
+        return [s for s in text_of(completion).split(self.separator) if s.strip()]
+
+    @torch.no_grad()
+    def step_scores(self, prompts: list[str | Messages], completions: list[str | Messages]) -> list[list[float]]:
+        """P(right so far) at the end of each step of each completion (an empty list for a completion without steps)."""
+        out: list[list[float]] = []
+        for start in range(0, len(prompts), self.batch_size):
+            part = slice(start, start + self.batch_size)
+            encoded = [tokenize_steps(self.tokenizer, p, self.steps_of(c), self.separator)
+                       for p, c in zip(prompts[part], completions[part], strict=True)]  # fmt: skip
+            batch = self.tokenizer.pad({"input_ids": [ids for ids, _ in encoded]}, return_tensors="pt",
+                                       padding_side="right").to(self.device)  # fmt: skip
+            if self.token_ids:
+                pair = selected_logits(self.model, batch["input_ids"], batch["attention_mask"], self.token_ids)
+                logits = pair[..., 0] - pair[..., 1]  # (B, T)
+            else:
+                logits = self.model(**batch).logits.squeeze(-1)  # (B, T)
+            probs = logits.float().sigmoid()
+            out += [probs[i, ends].tolist() for i, (_, ends) in enumerate(encoded)]
+        return out
+
+    def __call__(
+        self, prompts: list[str | Messages], completions: list[str | Messages], **_: Any
+    ) -> list[float | None]:
+        """Each completion's aggregated step score; None for a completion with no step (counted as a failure)."""
+        return [aggregate_steps(s, self.aggregate) if s else None for s in self.step_scores(prompts, completions)]

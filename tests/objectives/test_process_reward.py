@@ -1,0 +1,85 @@
+"""ProcessRewardModel: both heads score step ends as trained, export, and score again through the PRM scorer."""
+
+import math
+
+import pytest
+import torch
+from lightning import Trainer
+
+from lit_align.data import DataSource, StepwiseDataModule
+from lit_align.data.stepwise import tokenize_steps
+from lit_align.errors import ConfigError
+from lit_align.losses.process_reward import step_classification_loss
+from lit_align.objectives import ProcessRewardModel
+from lit_align.rewards.prm import ProcessRewardScorer, aggregate_steps
+from lit_align.rewards.scorers import build_scorer
+from lit_align.roles.models import ModelSpec
+from lit_align.runtime.callbacks import SaveHuggingFace
+from lit_align.types import IGNORE_INDEX
+
+TINY = "lit-align/tiny-sft"
+PROMPT = [{"role": "user", "content": "What is 23 + 45 - 17?"}]
+
+
+def _trained(tmp_path, score_head):
+    """Four steps on embedded step-labelled chains, saved as a Hugging Face folder."""
+    module = ProcessRewardModel(policy=ModelSpec(name_or_path=TINY), score_head=score_head,
+                                optimizer=lambda p: torch.optim.AdamW(p, lr=1e-3))  # fmt: skip
+    data = StepwiseDataModule(source=DataSource(path="lit-align/chains", num_rows=32, num_val_rows=8), batch_size=8)
+    trainer = Trainer(max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
+                      callbacks=[SaveHuggingFace()])  # fmt: skip
+    trainer.fit(module, data)
+    return module, data, tmp_path / "hf_model"
+
+
+def test_reward_token_scores_are_the_two_logits_difference_and_the_loss_is_read_at_step_ends(tmp_path):
+    module = ProcessRewardModel(policy=ModelSpec(name_or_path=TINY))
+    module.configure_model()
+    data = StepwiseDataModule(source=DataSource(path="lit-align/chains", num_rows=8, num_val_rows=4), batch_size=4)
+    data.setup("fit")
+    batch = next(iter(data.splits.loader("train", shuffle=False)))
+    scores = module(batch["input_ids"], batch["attention_mask"])  # (B, T), only the two rows of the head computed
+    logits = module.policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    plus, minus = (data.tokenizer(t, add_special_tokens=False).input_ids[0] for t in "+-")
+    torch.testing.assert_close(scores, logits[..., plus] - logits[..., minus], rtol=1e-5, atol=1e-5)
+    ends = batch["step_labels"] != IGNORE_INDEX
+    by_hand = torch.nn.functional.binary_cross_entropy_with_logits(scores[ends], batch["step_labels"][ends].float())
+    assert step_classification_loss(scores, batch["step_labels"]).item() == pytest.approx(by_hand.item())
+
+
+@pytest.mark.parametrize("score_head", ["reward_tokens", "classifier"])
+def test_export_scores_each_step_as_the_trained_module_does(tmp_path, score_head):
+    module, data, folder = _trained(tmp_path, score_head)
+    assert ("prm_reward_tokens" in (folder / "config.json").read_text()) == (score_head == "reward_tokens")
+    scorer = build_scorer(str(folder), kwargs={"aggregate": "min"}).functions[0]
+    assert isinstance(scorer, ProcessRewardScorer)
+    steps = ["23+45=68", "68-17=51"]
+    got = scorer.step_scores([PROMPT], [[{"role": "assistant", "content": "\n".join(steps)}]])[0]
+    ids, ends = tokenize_steps(data.tokenizer, PROMPT, steps, "\n")
+    module.eval()
+    with torch.no_grad():
+        expected = module(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0, ends].sigmoid()
+    assert got == pytest.approx(expected.tolist(), abs=1e-5) and len(got) == 2
+    assert scorer([PROMPT], [[{"role": "assistant", "content": "\n".join(steps)}]]) == [pytest.approx(min(got))]
+    assert scorer([PROMPT], [[{"role": "assistant", "content": "\n"}]]) == [None]  # no step: unscored
+
+
+def test_aggregates_by_hand():
+    probs = [0.9, 0.5, 0.8]
+    assert aggregate_steps(probs, "min") == 0.5 and aggregate_steps(probs, "last") == 0.8
+    assert aggregate_steps(probs, "prod") == pytest.approx(0.36) and aggregate_steps(probs, "mean") == pytest.approx(
+        2.2 / 3
+    )
+    # prod's bias: one more right step (0.95) lowers the score, min's does not.
+    assert aggregate_steps([*probs, 0.95], "prod") < 0.36 and aggregate_steps([*probs, 0.95], "min") == 0.5
+    assert math.isclose(aggregate_steps([0.25], "prod"), 0.25)
+
+
+def test_reward_tokens_must_be_single_distinct_tokens():
+    with pytest.raises(ConfigError, match=r"model.init_args.reward_tokens.*'ok' is 2 tokens"):
+        ProcessRewardModel(policy=ModelSpec(name_or_path=TINY), reward_tokens=("ok", "-")).configure_model()
+    with pytest.raises(ConfigError, match=r"model.init_args.reward_tokens.*two different"):
+        ProcessRewardModel(policy=ModelSpec(name_or_path=TINY), reward_tokens=("+", "+")).configure_model()
+    with pytest.raises(ConfigError, match=r"model.init_args.score_head"):
+        ProcessRewardModel(score_head="value")
