@@ -6,7 +6,9 @@
 arXiv:2401.01335): the real answer of an SFT row over the model's own sample, a sample equal to the real answer
 dropped and counted (``spin/identical_fraction``, SPIN's convergence signal); ``--mode cai-pairs`` and
 ``cai-sft`` use a constitution (:mod:`lit_align.rewards.constitution`) as the scorer: pairs ordered by the
-principles (conflicts by priority), or each sample revised by the principles it breaks. Work is done in shards of
+principles (conflicts by priority), or each sample revised by the principles it breaks; ``--mode step-labels`` labels
+each step of each sample by Monte-Carlo continuations (:mod:`lit_align.commands.step_labels`, Math-Shepherd) as
+step-wise rows for a process reward model. Work is done in shards of
 ``shard_size`` prompts, each written whole (to a temporary name, then renamed) next to the output, so a restarted
 command skips the finished ones and ends with the same file as an uninterrupted run.
 """
@@ -25,11 +27,12 @@ from jsonargparse import auto_cli
 
 from lit_align.commands.output import rounded
 from lit_align.commands.scored import Scored, read_demonstrations, read_prompts
+from lit_align.commands.step_labels import StepLabel, monte_carlo_rows
 from lit_align.data.sources import DataSource, load_splits
 from lit_align.domains import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, TopP, check_args
 from lit_align.errors import ConfigError
 from lit_align.ops.pairs import Pairing, select_pairs
-from lit_align.rewards.combine import RewardSet
+from lit_align.rewards.combine import RewardSet, import_object
 from lit_align.rewards.constitution import Constitution
 from lit_align.rewards.judges import text_of
 from lit_align.rewards.scorers import build_scorer
@@ -40,7 +43,7 @@ from lit_align.rollout.sampling import SamplingConfig
 from lit_align.rollout.texts import as_reward_input, complete
 from lit_align.types import Shape
 
-Mode = Literal["pairs", "sft", "spin", "cai-pairs", "cai-sft"]
+Mode = Literal["pairs", "sft", "spin", "cai-pairs", "cai-sft", "step-labels"]
 SETTINGS = "settings.json"
 
 
@@ -95,6 +98,10 @@ def generate(
     seed: int = 0,
     round: NonNegativeInt = 0,  # noqa: A002 (the provenance column's name)
     match: Match = "leading",
+    rollouts: PositiveInt = 8,
+    step_separator: str = "\n",
+    step_label: StepLabel = "soft",
+    step_checker: str | None = None,
     trust_remote_code: bool = False,
 ) -> dict:
     """Sample ``num_samples`` completions of every prompt, score them and write JSONL rows; print a JSON summary.
@@ -112,7 +119,9 @@ def generate(
             ``spin`` (the real answer over each distinct sample that differs from it; SFT rows as the source),
             ``cai-pairs`` (pairs as ``pairs``, ordered by a constitution, with each side's broken principles) or
             ``cai-sft`` (each distinct sample revised by the constitution; the revisions that keep every
-            principle become SFT rows). The ``cai`` modes need ``--scorer`` to be a constitution.
+            principle become SFT rows), or ``step-labels`` (each distinct sample split into steps, every step
+            labelled by ``rollouts`` continuations from it: step-wise rows for a PRM; right answers by ``match``,
+            so the rows need answers). The ``cai`` modes need ``--scorer`` to be a constitution.
         prompt_field: Column holding the prompt (text or messages).
         answer_field: Column of the reference answer (for the verifier and the summary); None: no answers.
         real_field: ``spin``: column of the real answer (text or messages) next to ``prompt_field``; rows holding a
@@ -136,6 +145,13 @@ def generate(
         seed: Seed of the sampling; shard k is sampled with ``seed + k``.
         round: Round number written to every row (``lit-align iterate`` sets it).
         match: Which answers the verifier accepts (``leading`` or ``final``, as in ``evaluate``).
+        rollouts: ``step-labels``: continuations sampled from each step (K; Math-Shepherd uses 8).
+        step_separator: ``step-labels``: what separates a solution's steps (and follows each in the rows' training).
+        step_label: ``step-labels``: ``soft`` (the share of continuations that reach the right answer) or ``hard``
+            (1 when any does).
+        step_checker: ``step-labels``: import path of ``f(question, steps) -> exact labels`` (e.g.
+            ``lit_align.tasks.chains:step_labels``); the summary then reports how often the labels agree with it
+            (``step_label_agreement``: a label above 0 read as right; ``step_label_agreement_half``: at least 0.5).
         trust_remote_code: Allow model code from the hub.
 
     """
@@ -150,6 +166,16 @@ def generate(
         prompts, reals, answers, columns = read_demonstrations(rows, prompt_field, real_field, answer_field)
     else:
         prompts, answers, _, columns = read_prompts(rows, prompt_field, answer_field)
+    if mode == "step-labels":
+        if all(a is None for a in answers):
+            raise ConfigError("--answer_field", f"step-labels needs answers, and {rows.origin} has no '{answer_field}' "
+                              "column")  # fmt: skip
+        if scorer not in ("verifier", "none"):
+            raise ConfigError("--scorer", "step-labels judges continuations by the answers (--match), not a scorer")
+        if not step_separator:
+            raise ConfigError("--step_separator", "is empty")
+        scorer = "none"
+    checker = import_object(step_checker, "--step_checker") if step_checker else None
     if scorer == "verifier" and all(a is None for a in answers):
         raise ConfigError("--scorer", f"verifier needs answers, and {rows.origin} has no '{answer_field}' column")
     out = Path(output)
@@ -159,7 +185,7 @@ def generate(
     scorer_kwargs = {k: model if v == "$model" else v for k, v in (scorer_kwargs or {}).items()}
     reward = build_scorer(scorer, match=match, kwargs=scorer_kwargs, batch_size=batch_size, device=device,
                           trust_remote_code=trust_remote_code)  # fmt: skip
-    if reward is None and mode != "spin":
+    if reward is None and mode not in ("spin", "step-labels"):
         raise ConfigError("--scorer", "generate needs a scorer to rank completions with, not none")
     constitution = _constitution(scorer, reward) if mode.startswith("cai") else None
     sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
@@ -181,8 +207,14 @@ def generate(
         part_columns = {key: values[part] for key, values in columns.items()}
         scored = Scored.score(completions, prompts[part], answers[part], part_columns, reward, match)
         ids = range(start, start + len(completions))
-        lines, stats = _shard_rows(scored, prompts[part], answers[part], ids, settings, reals and reals[part],
-                                   constitution)  # fmt: skip
+        if mode == "step-labels":
+            labelled = monte_carlo_rows(*loaded, prompts[part], answers[part], completions, rollouts=rollouts,
+                                        separator=step_separator, how=step_label, sampling=sampling,
+                                        batch_size=batch_size, seed=seed + k, match=match, checker=checker)  # fmt: skip
+            lines, stats = _step_rows(scored, prompts[part], answers[part], ids, settings, *labelled)
+        else:
+            lines, stats = _shard_rows(scored, prompts[part], answers[part], ids, settings, reals and reals[part],
+                                       constitution)  # fmt: skip
         _write_atomic(path, "".join(json.dumps(line) + "\n" for line in lines))
         _write_atomic(path.with_suffix(".json"), json.dumps(stats))
     files = [shards / f"shard-{k:05d}.jsonl" for k in range(len(starts))]
@@ -319,6 +351,38 @@ def _shard_rows(
     return lines, stats
 
 
+def _step_rows(
+    scored: Scored,
+    prompts: list[Any],
+    answers: list[str | None],
+    ids: range,
+    settings: dict[str, Any],
+    labelled: list[dict[str, Any]],
+    counts: dict[str, int],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The step-wise rows of one shard, with provenance, and the counts its summary needs."""
+    answer_field = settings["answer_field"] or "answer"
+    lines = [{"prompt": prompts[r["prompt_index"]], "completions": r["completions"], "labels": r["labels"],
+              answer_field: answers[r["prompt_index"]], "prompt_id": ids[r["prompt_index"]],
+              "generator": settings["model"], "round": settings["round"], "rollouts": settings["rollouts"]}
+             for r in labelled]  # fmt: skip
+    answered = [c for row_ in scored.correct for c in row_ if c is not None]
+    stats = {
+        "prompts": len(prompts),
+        "rows": len(lines),
+        "prompts_with_rows": len({x["prompt_id"] for x in lines}),
+        "answered_samples": len(answered),
+        "correct_samples": sum(answered),
+        "answered_prompts": sum(row_[0] is not None for row_ in scored.correct),
+        "solved_prompts": sum(any(row_) for row_ in scored.correct if row_[0] is not None),
+        "score_sums": {},
+        "failures": {},
+        "empty_samples": sum(not c.text.strip() for row_ in scored.completions for c in row_),
+        **{f"step_{key}": value for key, value in counts.items()},
+    }
+    return lines, stats
+
+
 def _summary(stats: list[dict[str, Any]], num_samples: int) -> dict[str, Any]:
     """Totals and means over every shard's counts."""
 
@@ -336,6 +400,11 @@ def _summary(stats: list[dict[str, Any]], num_samples: int) -> dict[str, Any]:
         out["answer_ordered_fraction"] = total("answer_ordered_pairs") / rows
     if "revised_rows" in stats[0]:
         out["revised_rows"] = total("revised_rows")
+    if "step_steps" in stats[0]:
+        out["steps"] = total("step_steps")
+        if total("step_checked"):
+            out["step_label_agreement"] = total("step_agree_any") / total("step_checked")
+            out["step_label_agreement_half"] = total("step_agree_half") / total("step_checked")
     if "identical_samples" in stats[0]:
         out["spin/identical_fraction"] = total("identical_samples") / total("samples")
     if total("answered_samples"):

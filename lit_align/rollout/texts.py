@@ -47,6 +47,7 @@ def complete(
     batch_size: int = 64,
     seed: int | None = None,
     progress: str | None = None,
+    prefixes: list[str] | None = None,
 ) -> list[list[Completion]]:
     """Sample ``num_samples`` completions of every prompt (greedy when ``sampling.temperature`` is 0).
 
@@ -64,6 +65,8 @@ def complete(
         batch_size: Rows per ``generate`` call.
         seed: Seed of the sampling.
         progress: Label of a progress bar (shown on terminals only); None shows none.
+        prefixes: Text the answer of prompt i already starts with (e.g. the first steps of a solution); the model
+            continues it, and the completion holds only what it wrote after it. None: answers start empty.
 
     Returns:
         B lists of N completions.
@@ -74,12 +77,14 @@ def complete(
     stop_ids = stop_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     rows = [p for p in prompts for _ in range(num_samples)]
+    starts_with = [p for p in (prefixes or [""] * len(prompts)) for _ in range(num_samples)]
     device = next(model.parameters()).device
     out: list[Completion] = []
     starts = range(0, len(rows), batch_size)
     for start in tqdm(starts, desc=progress, disable=None if progress else True, unit="batch"):
         chunk = rows[start : start + batch_size]
-        texts = [render_prompt(tokenizer, p) for p in chunk]
+        texts = [render_prompt(tokenizer, p) + q for p, q in zip(chunk, starts_with[start : start + batch_size],
+                                                                   strict=True)]  # fmt: skip
         # A chat template already holds its special tokens; plain text gets the tokenizer's (e.g. BOS).
         enc = tokenizer(
             texts,
