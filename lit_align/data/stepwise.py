@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning import LightningDataModule
@@ -49,6 +49,7 @@ class StepwiseDataModule(LightningDataModule):
         completions_field: str = "completions",
         labels_field: str = "labels",
         step_separator: str = "\n",
+        supervise: Literal["steps", "outcome"] = "steps",
         on_bad_row: OnBadRow = "error",
         checks: list[DataCheck] | None = None,
         num_workers: NonNegativeInt = 0,
@@ -70,6 +71,9 @@ class StepwiseDataModule(LightningDataModule):
             labels_field: Column holding one label per step.
             step_separator: Text appended to every step; the step's label sits on its last token. Scorers must
                 split solutions on the same separator (:class:`~lit_align.rewards.prm.ProcessRewardScorer` does).
+            supervise: ``steps`` labels every step end; ``outcome`` only the last one, with the solution's label
+                (the lowest of its step labels: right only when every step is), which trains an outcome reward
+                model (ORM) on the same rows, the comparison of Lightman et al. (2023).
             on_bad_row: ``error`` stops at the first bad row; ``skip`` drops bad rows and counts them.
             checks: Data checks on the raw rows (``duplicates``, ``leaks``), as in the other data modules.
             num_workers: DataLoader worker processes.
@@ -160,6 +164,8 @@ def encode_stepwise(hp: Any, tokenizer: Any, origin: str, row: dict[str, Any], i
                         field=hp.labels_field)  # fmt: skip
     values = [step_label(v, origin, index, hp.labels_field, k) for k, v in enumerate(labels)]
     ids, ends = tokenize_steps(tokenizer, prompt, steps, hp.step_separator)
+    if hp.supervise == "outcome":  # one label, at the end of the whole solution
+        values, ends = [min(values)], ends[-1:]
     kept = [k for k, end in enumerate(ends) if end < hp.max_length]
     if not kept:
         raise DataError(origin, f"no step ends within max_length={hp.max_length} (the first ends at token "

@@ -49,6 +49,16 @@ def test_soft_labels_stay_float_and_a_separator_is_configurable(tmp_path, tiny_t
     assert tiny_tokenizer.decode(batch["input_ids"][0]).endswith("23+45=68 ;68-17=51 ;")
 
 
+def test_outcome_supervision_puts_the_solutions_label_at_its_end_only(tmp_path):
+    rows = [{"prompt": PROMPT, "completions": ["23+45=68", "68-17=52"], "labels": [True, False]},
+            {"prompt": PROMPT, "completions": ["23+45=68", "68-17=51"], "labels": [0.875, 0.75]}]  # fmt: skip
+    steps = _batch(_module(tmp_path, rows))["step_labels"]
+    outcome = _batch(_module(tmp_path, rows, supervise="outcome"))["step_labels"]
+    last = [(row != IGNORE_INDEX).nonzero().flatten()[-1].item() for row in steps]
+    assert [(row != IGNORE_INDEX).nonzero().flatten().tolist() for row in outcome] == [[e] for e in last]
+    assert [outcome[i, e].item() for i, e in enumerate(last)] == [0.0, 0.75]
+
+
 def test_truncation_drops_the_later_steps_labels(tmp_path):
     rows = [{"prompt": "x", "completions": ["1+1=2", "2+1=3"], "labels": [1, 0]}]
     dm = _module(tmp_path, rows, max_length=9)  # "x", then 6 tokens for step 1: its end is token 8
