@@ -18,9 +18,9 @@ OVERLAYS = sorted((REPO / "configs").rglob("*.yaml"))
 
 def test_yaml_count():
     # Update these numbers when you add a recipe or an overlay; a file that goes missing fails here.
-    assert len(RECIPES) == 17, RECIPES  # 14 on the embedded model, 3 under recipes/real (SmolLM2)
+    assert len(RECIPES) == 18, RECIPES  # 15 on the embedded model, 3 under recipes/real (SmolLM2)
     assert len(ROUNDS) == 7, ROUNDS  # iterate configs: 4 on the embedded model, 3 under recipes/real
-    assert len(OVERLAYS) == 14, OVERLAYS
+    assert len(OVERLAYS) == 15, OVERLAYS
 
 
 def _parse(*configs: Path, capsys) -> str:
@@ -144,7 +144,7 @@ def _six_rows(recipe: str) -> list[dict]:
         return [{"prompt": q, "completion": f" {a}"} for q, a in questions]
     if recipe == "kto":
         return [{"prompt": q, "completion": f" {a}", "label": i % 2 == 0} for i, (q, a) in enumerate(questions)]
-    if recipe in ("grpo", "online_dpo", "ppo"):
+    if recipe in ("grpo", "online_dpo", "ppo", "grpo_prm"):
         return [{"prompt": q, "answer": a} for q, a in questions]
     return [{"prompt": q, "chosen": f" {a}", "rejected": f" {int(a) + 1}"} for q, a in questions]
 
@@ -158,8 +158,10 @@ def test_every_recipe_trains_and_validates_on_a_six_row_file(recipe, tmp_path):
     extra = []
     if recipe.stem == "ppo":  # its reward model (runs/rm) exists only after recipes/rm.yaml has run
         extra = ["--model.init_args.rewards", '[{"function": "lit_align.rewards.arithmetic_answer"}]']
-    if recipe.stem == "prm":  # its starting model (runs/chains_sft) exists only after recipes/chains_sft.yaml has run
+    if recipe.stem in ("prm", "grpo_prm"):  # runs/chains_sft and runs/prm exist after their recipes have run
         extra = ["--model.init_args.policy.name_or_path", "lit-align/tiny-sft"]
+    if recipe.stem == "grpo_prm":
+        extra += ["--model.init_args.rewards", '[{"function": "lit_align.rewards.final_number"}]']
     run = run_in_process(
         "fit", "--config", str(recipe), "--data.init_args.source.path", str(path),
         "--data.init_args.source.val_size", "2", "--trainer.max_steps", "2", *extra,
