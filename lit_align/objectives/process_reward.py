@@ -8,7 +8,7 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from lit_align.domains import check_args
+from lit_align.domains import NonNegativeInt, check_args
 from lit_align.errors import ConfigError
 from lit_align.losses.process_reward import step_classification_loss
 from lit_align.metrics import log_metrics, process_reward_metrics
@@ -46,6 +46,7 @@ class ProcessRewardModel(LightningModule):
         policy: ModelSpec = ModelSpec(),  # noqa: B008 (frozen dataclass)
         score_head: ScoreHead = "reward_tokens",
         reward_tokens: tuple[str, str] = ("+", "-"),
+        expand_layers: NonNegativeInt = 0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -56,6 +57,8 @@ class ProcessRewardModel(LightningModule):
             score_head: ``reward_tokens`` (two tokens of the LM head) or ``classifier`` (a new per-token head).
             reward_tokens: ``reward_tokens`` head: the token meaning "right so far" and the one meaning "wrong";
                 each must be one token of the tokenizer.
+            expand_layers: New identity-initialised decoder blocks stacked on the backbone (as ``RewardModel``'s):
+                more depth to compare a step's written result with the one the model computes; kept on export.
             optimizer: Optimizer class and arguments.
             lr_scheduler: Optional scheduler, stepped after every optimizer step.
 
@@ -78,7 +81,9 @@ class ProcessRewardModel(LightningModule):
             spec = self.policy_spec
             tokenizer = load_tokenizer(spec.name_or_path, trust_remote_code=spec.trust_remote_code)
             self.token_ids = reward_token_ids(tokenizer, self.hparams.reward_tokens)
-        self.policy = load_policy(self.policy_spec, device=role_device(self), head=self.head)
+        self.policy = load_policy(
+            self.policy_spec, device=role_device(self), head=self.head, expand_layers=self.hparams.expand_layers
+        )
         if self.token_ids:
             base = getattr(self.policy, "get_base_model", lambda: self.policy)()
             setattr(base.config, REWARD_TOKENS_KEY, list(self.hparams.reward_tokens))
