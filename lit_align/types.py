@@ -107,6 +107,8 @@ class StepwiseBatch(TypedDict):
         attention_mask: 1 for real tokens. Shape: (B, T)
         step_labels: At the last token of each step, its label (``long`` 0 / 1, or ``float`` in [0, 1] for soft
             labels); ``IGNORE_INDEX`` everywhere else. Shape: (B, T)
+        labels: Token ids of the steps before the first wrong one (label < 0.5), ``IGNORE_INDEX`` elsewhere; not
+            yet shifted (an optional language-modelling term on right steps). Shape: (B, T)
         index: Position of each row in its split. Shape: (B,)
 
     """
@@ -114,6 +116,7 @@ class StepwiseBatch(TypedDict):
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     step_labels: torch.Tensor
+    labels: torch.Tensor
     index: torch.Tensor
 
 

@@ -5,7 +5,8 @@ A row holds the common step-wise format (as TRL's ``PRMTrainer`` reads it): ``pr
 [0, 1] such as a Monte-Carlo success rate). Each step is followed by ``step_separator`` and its label sits on the
 separator's last token, so a process reward model is read exactly where each step ends; every other token carries
 ``IGNORE_INDEX``. Hard labels stay integers and soft labels floats: a batch's labels are ``long`` unless a row in it
-has a fractional label (then ``float``), never bool, so the ignore index can never turn into a label.
+has a fractional label (then ``float``), never bool, so the ignore index can never turn into a label. The batch also
+carries ``labels``: the token ids of the right steps that open the solution, for an optional language-modelling term.
 """
 
 from __future__ import annotations
@@ -125,16 +126,20 @@ def tokenize_steps(
     each separator are tokenized on their own, so the step ends are the same tokens however the steps are joined.
     Returns ``(ids, ends)``: ``ends[k]`` is the index in ``ids`` of step k's last separator token.
     """
-    if is_conversational(prompt):
-        ids = tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False).input_ids
-    else:
-        ids = tokenizer(prompt).input_ids
+    ids = prompt_ids(tokenizer, prompt)
     separator_ids = tokenizer(separator, add_special_tokens=False).input_ids
     ends = []
     for step in steps:
         ids = ids + tokenizer(step, add_special_tokens=False).input_ids + separator_ids
         ends.append(len(ids) - 1)
     return ids, ends
+
+
+def prompt_ids(tokenizer: Any, prompt: str | list[dict[str, str]]) -> list[int]:
+    """The prompt's token ids: through the chat template (with the generation prompt) for messages, else as text."""
+    if is_conversational(prompt):
+        return tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False).input_ids
+    return tokenizer(prompt).input_ids
 
 
 def step_label(value: Any, origin: str, index: int, field: str, k: int) -> int | float:
@@ -164,6 +169,10 @@ def encode_stepwise(hp: Any, tokenizer: Any, origin: str, row: dict[str, Any], i
                         field=hp.labels_field)  # fmt: skip
     values = [step_label(v, origin, index, hp.labels_field, k) for k, v in enumerate(labels)]
     ids, ends = tokenize_steps(tokenizer, prompt, steps, hp.step_separator)
+    start = len(prompt_ids(tokenizer, prompt))  # the first completion token
+    right = next((k for k, v in enumerate(values) if v < 0.5), len(values))  # steps before the first wrong one
+    stop = ends[right - 1] + 1 if right else start
+    lm_labels = [IGNORE_INDEX] * start + ids[start:stop] + [IGNORE_INDEX] * (len(ids) - stop)
     if hp.supervise == "outcome":  # one label, at the end of the whole solution
         values, ends = [min(values)], ends[-1:]
     kept = [k for k, end in enumerate(ends) if end < hp.max_length]
@@ -174,6 +183,7 @@ def encode_stepwise(hp: Any, tokenizer: Any, origin: str, row: dict[str, Any], i
         "input_ids": ids[: hp.max_length],
         "positions": [ends[k] for k in kept],
         "step_labels": [values[k] for k in kept],
+        "labels": lm_labels[: hp.max_length],
         "truncated": len(ids) > hp.max_length,
     }
 
@@ -193,5 +203,6 @@ def collate_stepwise(features: list[dict[str, Any]], pad_token_id: int) -> Stepw
         input_ids=ids,
         attention_mask=pad([[1] * len(x) for x in input_ids], 0),
         step_labels=labels,
+        labels=pad([f["labels"] for f in features], IGNORE_INDEX),
         index=torch.tensor([f["index"] for f in features]),
     )

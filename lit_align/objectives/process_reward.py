@@ -8,11 +8,12 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from lit_align.domains import NonNegativeInt, check_args
+from lit_align.domains import NonNegativeFloat, NonNegativeInt, check_args
 from lit_align.errors import ConfigError
 from lit_align.losses.process_reward import step_classification_loss
 from lit_align.metrics import log_metrics, process_reward_metrics
 from lit_align.objectives.optim import configure_optimizers, role_device
+from lit_align.ops.logprobs import masked_mean, shift_labels
 from lit_align.roles.models import ModelSpec, load_policy
 from lit_align.roles.scoring import selected_logits
 from lit_align.roles.tokenizer import load_tokenizer
@@ -47,6 +48,7 @@ class ProcessRewardModel(LightningModule):
         score_head: ScoreHead = "reward_tokens",
         reward_tokens: tuple[str, str] = ("+", "-"),
         expand_layers: NonNegativeInt = 0,
+        sft_weight: NonNegativeFloat = 0.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -59,6 +61,9 @@ class ProcessRewardModel(LightningModule):
                 each must be one token of the tokenizer.
             expand_layers: New identity-initialised decoder blocks stacked on the backbone (as ``RewardModel``'s):
                 more depth to compare a step's written result with the one the model computes; kept on export.
+            sft_weight: ``reward_tokens`` head: weight of a language-modelling loss (mean token NLL) on the right
+                steps that open each solution (the batch's ``labels``), so the model keeps computing the steps it
+                judges (as ``RewardModel``'s ``sft_weight``); logged as ``nll``. 0 disables it.
             optimizer: Optimizer class and arguments.
             lr_scheduler: Optional scheduler, stepped after every optimizer step.
 
@@ -66,6 +71,10 @@ class ProcessRewardModel(LightningModule):
         check_args(ProcessRewardModel.__init__, locals(), "ProcessRewardModel")
         if score_head not in ("reward_tokens", "classifier"):
             raise ConfigError("model.init_args.score_head", f"must be reward_tokens or classifier, got {score_head!r}")
+        if sft_weight and score_head != "reward_tokens":
+            raise ConfigError(
+                "model.init_args.sft_weight", "needs score_head: reward_tokens (the classifier has no LM head)"
+            )
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
@@ -91,14 +100,25 @@ class ProcessRewardModel(LightningModule):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The step score (a logit) at every position. Shapes: (B, T) -> (B, T)."""
         if self.token_ids:
-            pair = selected_logits(self.policy, input_ids, attention_mask, self.token_ids)  # (B, T, 2)
+            pair, _ = selected_logits(self.policy, input_ids, attention_mask, self.token_ids)  # (B, T, 2)
             return pair[..., 0] - pair[..., 1]
         return self.policy(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits.squeeze(-1)
 
     def _shared_step(self, batch: StepwiseBatch, stage: str) -> torch.Tensor:
-        logits = self(batch["input_ids"], batch["attention_mask"]).float()  # (B, T)
+        nll = None
+        if self.hparams.sft_weight:  # one forward: the two reward logits everywhere, the LM log-probs of right steps
+            targets, mask = shift_labels(batch["labels"])
+            pair, logps = selected_logits(self.policy, batch["input_ids"], batch["attention_mask"], self.token_ids,
+                                          targets, mask)  # fmt: skip
+            logits = (pair[..., 0] - pair[..., 1]).float()  # (B, T)
+            nll = -masked_mean(logps, mask)
+        else:
+            logits = self(batch["input_ids"], batch["attention_mask"]).float()  # (B, T)
         loss = step_classification_loss(logits, batch["step_labels"])
         metrics = {"loss": loss, **process_reward_metrics(logits, batch["step_labels"])}
+        if nll is not None:
+            loss = loss + self.hparams.sft_weight * nll
+            metrics |= {"loss": loss, "nll": nll.detach()}
         log_metrics(self, metrics, stage, batch_size=len(logits))
         return loss
 

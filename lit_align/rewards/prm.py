@@ -111,7 +111,7 @@ class ProcessRewardScorer:
             batch = self.tokenizer.pad({"input_ids": [ids for ids, _ in encoded]}, return_tensors="pt",
                                        padding_side="right").to(self.device)  # fmt: skip
             if self.token_ids:
-                pair = selected_logits(self.model, batch["input_ids"], batch["attention_mask"], self.token_ids)
+                pair, _ = selected_logits(self.model, batch["input_ids"], batch["attention_mask"], self.token_ids)
                 logits = pair[..., 0] - pair[..., 1]  # (B, T)
             else:
                 logits = self.model(**batch).logits.squeeze(-1)  # (B, T)

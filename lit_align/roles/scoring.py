@@ -152,27 +152,51 @@ def token_scores(
 
 
 def selected_logits(
-    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_ids: list[int]
-) -> torch.Tensor:
-    """The logits of a few vocabulary entries at every position, from one forward pass of a causal LM.
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    token_ids: list[int],
+    targets: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The logits of a few vocabulary entries at every position, and optionally target log-probs, in one forward.
 
-    Where :func:`output_layer` allows, the LM head computes only those rows of its weight (inside the model's own
-    forward, so FSDP2 and PEFT see an ordinary call), so no (B, T, V) tensor is made; otherwise the full logits are
-    computed and indexed. Gradients flow when the caller enables them. Shapes: ids (B, T) -> (B, T, len(token_ids)).
+    Where :func:`output_layer` allows, the LM head computes only those rows of its weight, and the log-probs of
+    ``targets`` at ``mask`` through :func:`~lit_align.ops.logprobs.linear_token_logps` (chunked), inside the model's
+    own forward (so FSDP2 and PEFT see an ordinary call): no (B, T, V) tensor is made. Otherwise the full logits are
+    computed and indexed. Gradients flow when the caller enables them.
+
+    Args:
+        model: A Hugging Face causal LM.
+        input_ids: Token ids. Shape: (B, T)
+        attention_mask: 1 for real tokens. Shape: (B, T)
+        token_ids: The K vocabulary entries whose logits are returned.
+        targets: The token each position predicts (any id where not scored), or None. Shape: (B, T)
+        mask: Bool, True where a target is scored. Shape: (B, T)
+
+    Returns:
+        ``(logits, logps)``: shapes (B, T, K) and (B, T) (0 where not scored), or None without ``targets``.
+
     """
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
     head = output_layer(model)
     if head is None:
-        return model(**kwargs).logits[..., token_ids]
+        logits = model(**kwargs).logits
+        logps = None if targets is None else token_logps(logits, targets.masked_fill(~mask, 0)) * mask
+        return logits[..., token_ids], logps
     rows = torch.tensor(token_ids, device=input_ids.device)
+    sink: dict = {}
 
     def forward(hidden: torch.Tensor) -> torch.Tensor:  # (B, T, H) -> (B, T, K)
+        if targets is not None:
+            scored = linear_token_logps(hidden[mask], head.weight, head.bias, targets[mask]).logps
+            sink["logps"] = hidden.new_zeros(mask.shape, dtype=torch.float32).masked_scatter(mask, scored)
         bias = None if head.bias is None else head.bias[rows]
         return torch.nn.functional.linear(hidden, head.weight[rows], bias)
 
     head.forward = forward  # an instance attribute shadows the class's forward; removed below
     try:
-        return model(**kwargs).logits
+        return model(**kwargs).logits, sink.get("logps")
     finally:
         del head.forward
 

@@ -39,6 +39,15 @@ def test_labels_sit_on_each_steps_separator_and_nowhere_else(tmp_path, tiny_toke
     assert (labels != IGNORE_INDEX).sum() == 3
 
 
+def test_lm_labels_cover_the_right_steps_before_the_first_wrong_one(tmp_path, tiny_tokenizer):
+    rows = [{"prompt": PROMPT, "completions": ["23+45=68", "68-17=52", "52+1=53"], "labels": [1, 0, 0]},
+            {"prompt": PROMPT, "completions": ["23+45=69", "69-17=52"], "labels": [0.25, 0.0]}]  # fmt: skip
+    batch = _batch(_module(tmp_path, rows))
+    first = [t for t in batch["labels"][0].tolist() if t != IGNORE_INDEX]
+    assert tiny_tokenizer.decode(first) == "23+45=68\n"  # the right opening step, its separator included
+    assert (batch["labels"][1] == IGNORE_INDEX).all()  # wrong from the first step: nothing to imitate
+
+
 def test_soft_labels_stay_float_and_a_separator_is_configurable(tmp_path, tiny_tokenizer):
     rows = [{"prompt": PROMPT, "completions": ["23+45=68", "68-17=51"], "labels": [0.875, 0.25]}]
     batch = _batch(_module(tmp_path, rows, step_separator=" ;"))

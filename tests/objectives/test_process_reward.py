@@ -48,6 +48,26 @@ def test_reward_token_scores_are_the_two_logits_difference_and_the_loss_is_read_
     assert step_classification_loss(scores, batch["step_labels"]).item() == pytest.approx(by_hand.item())
 
 
+def test_the_language_modelling_term_is_the_mean_nll_of_the_right_steps():
+    module = ProcessRewardModel(policy=ModelSpec(name_or_path=TINY), sft_weight=0.5)
+    module.configure_model()
+    data = StepwiseDataModule(source=DataSource(path="lit-align/chains", num_rows=8, num_val_rows=4), batch_size=8)
+    data.setup("fit")
+    batch = next(iter(data.splits.loader("train", shuffle=False)))
+    logged = {}
+    module.log_dict = lambda metrics, **_: logged.update(metrics)
+    loss = module._shared_step(batch, "train")
+    logits = module.policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logps = torch.log_softmax(logits[:, :-1].float(), -1)  # position t predicts token t + 1
+    targets = batch["labels"][:, 1:]
+    counted = targets != IGNORE_INDEX
+    nll = -logps.gather(-1, targets.clamp(min=0)[..., None])[..., 0][counted].mean()
+    plus, minus = (data.tokenizer(t, add_special_tokens=False).input_ids[0] for t in "+-")
+    bce = step_classification_loss(logits[..., plus] - logits[..., minus], batch["step_labels"])
+    assert logged["train/nll"].item() == pytest.approx(nll.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(bce.item() + 0.5 * nll.item(), rel=1e-5)
+
+
 @pytest.mark.parametrize("score_head", ["reward_tokens", "classifier"])
 def test_export_scores_each_step_as_the_trained_module_does(tmp_path, score_head):
     module, data, folder = _trained(tmp_path, score_head)
@@ -83,3 +103,5 @@ def test_reward_tokens_must_be_single_distinct_tokens():
         ProcessRewardModel(policy=ModelSpec(name_or_path=TINY), reward_tokens=("+", "+")).configure_model()
     with pytest.raises(ConfigError, match=r"model.init_args.score_head"):
         ProcessRewardModel(score_head="value")
+    with pytest.raises(ConfigError, match=r"model.init_args.sft_weight.*reward_tokens"):
+        ProcessRewardModel(score_head="classifier", sft_weight=1.0)
