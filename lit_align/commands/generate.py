@@ -334,21 +334,23 @@ def _shard_rows(
         for i, j in best_rows(scored, settings["min_score"], settings["rows_per_prompt"]):
             lines.append(row(i, completion=text(i, j), score=scored.scores[i][j]))
         score_sums = {"score": sum(x["score"] for x in lines)}
+    stats = _counts(scored, lines) | {"score_sums": score_sums, "failures": scored.failures, **extra_stats}
+    return lines, stats
+
+
+def _counts(scored: Scored, lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """What every mode's summary counts in a shard: prompts, rows, the samples' exact match, empty samples."""
     answered = [c for row_ in scored.correct for c in row_ if c is not None]
-    stats = {
-        "prompts": len(prompts),
+    return {
+        "prompts": len(scored.completions),
         "rows": len(lines),
         "prompts_with_rows": len({x["prompt_id"] for x in lines}),
         "answered_samples": len(answered),
         "correct_samples": sum(answered),
         "answered_prompts": sum(row_[0] is not None for row_ in scored.correct),
         "solved_prompts": sum(any(row_) for row_ in scored.correct if row_[0] is not None),
-        "score_sums": score_sums,
-        "failures": scored.failures,
-        "empty_samples": sum(map(sum, empty)),
-        **extra_stats,
+        "empty_samples": sum(not c.text.strip() for row_ in scored.completions for c in row_),
     }
-    return lines, stats
 
 
 def _step_rows(
@@ -366,21 +368,8 @@ def _step_rows(
               answer_field: answers[r["prompt_index"]], "prompt_id": ids[r["prompt_index"]],
               "generator": settings["model"], "round": settings["round"], "rollouts": settings["rollouts"]}
              for r in labelled]  # fmt: skip
-    answered = [c for row_ in scored.correct for c in row_ if c is not None]
-    stats = {
-        "prompts": len(prompts),
-        "rows": len(lines),
-        "prompts_with_rows": len({x["prompt_id"] for x in lines}),
-        "answered_samples": len(answered),
-        "correct_samples": sum(answered),
-        "answered_prompts": sum(row_[0] is not None for row_ in scored.correct),
-        "solved_prompts": sum(any(row_) for row_ in scored.correct if row_[0] is not None),
-        "score_sums": {},
-        "failures": {},
-        "empty_samples": sum(not c.text.strip() for row_ in scored.completions for c in row_),
-        **{f"step_{key}": value for key, value in counts.items()},
-    }
-    return lines, stats
+    stats = _counts(scored, lines) | {"score_sums": {}, "failures": {}}
+    return lines, stats | {f"step_{key}": value for key, value in counts.items()}
 
 
 def _summary(stats: list[dict[str, Any]], num_samples: int) -> dict[str, Any]:
