@@ -13,6 +13,8 @@ from safetensors.torch import load_file
 from lit_align.embedded import embedded_model_path
 from tests.helpers import ONE_THREAD, REPO, run_lit_align
 
+pytestmark = pytest.mark.sharded  # a tier of its own (pytest -m sharded), run by .ci/run after the default tests
+
 SHARDED = ("--config", "configs/strategy/fsdp.yaml", "--trainer.accelerator", "cpu", "--trainer.devices", "2")
 NO_LORA_DROPOUT = ("--model.init_args.policy.lora_dropout", "0")  # dropout draws differ between the two runs
 QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1")
