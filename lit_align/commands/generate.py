@@ -1,3 +1,5 @@
+# Over 400 lines on purpose: one verb with six modes whose shard rows share the shard machinery and summary; the
+# Monte-Carlo work lives in step_labels.py and the scored rows in scored.py.
 """Sample a model, score its completions and write training rows (``lit-align generate``).
 
 ``--mode pairs`` writes preference pairs that :class:`~lit_align.data.PairwiseDataModule` reads as they are;

@@ -14,14 +14,13 @@ from lit_align.losses.process_reward import step_classification_loss
 from lit_align.metrics import log_metrics, process_reward_metrics
 from lit_align.objectives.optim import configure_optimizers, role_device
 from lit_align.ops.logprobs import masked_mean, shift_labels
+from lit_align.rewards.prm import REWARD_TOKENS_KEY
 from lit_align.roles.models import ModelSpec, load_policy
 from lit_align.roles.scoring import selected_logits
 from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.types import StepwiseBatch
 
 ScoreHead = Literal["reward_tokens", "classifier"]
-REWARD_TOKENS_KEY = "prm_reward_tokens"
-"""Config attribute that records the reward tokens in a saved ``reward_tokens`` PRM (read by the PRM scorer)."""
 
 
 class ProcessRewardModel(LightningModule):

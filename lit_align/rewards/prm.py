@@ -33,7 +33,8 @@ from lit_align.roles.scoring import selected_logits
 from lit_align.roles.tokenizer import load_tokenizer
 
 Aggregate = Literal["min", "last", "prod", "mean"]
-REWARD_TOKENS_KEY = "prm_reward_tokens"  # = lit_align.objectives.process_reward.REWARD_TOKENS_KEY
+REWARD_TOKENS_KEY = "prm_reward_tokens"
+"""Config attribute in which ``ProcessRewardModel`` records the reward tokens of a saved ``reward_tokens`` PRM."""
 
 
 def is_process_reward_model(path: str) -> bool:

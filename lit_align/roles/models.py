@@ -1,3 +1,5 @@
+# Over 400 lines on purpose: model loading, its heads, LoRA / QLoRA and saving share ModelSpec and one loader;
+# splitting them would scatter one contract.
 """Model roles: load a policy (full, LoRA or QLoRA), a frozen model, a reward backbone; save in HF format.
 
 Every objective builds its roles through these functions inside ``configure_model()``, so a sharding strategy can

@@ -1,3 +1,5 @@
+# Over 400 lines on purpose: every forward pass that scores tokens with a causal-LM role (chunked log-probs, selected
+# logits, hidden states) shares one head-swap mechanism; it stays in one place.
 """The forward pass that scores tokens with a causal-LM role (policy, reference, old policy).
 
 Shape legend: B rows (a stacked pairwise batch holds 2B), T tokens, K kept positions (T, or fewer with
