@@ -18,6 +18,18 @@ from lightning.pytorch.loggers import Logger
 REPO = Path(__file__).resolve().parents[1]
 
 
+def recipe_data(recipe: Path | str) -> str:
+    """The data module a recipe trains on, by class name ("SFTDataModule", "StepwiseDataModule", ...).
+
+    Tests that write a small file for every shipped recipe pick its row shape by this, not by the recipe's name, so
+    that a new recipe gets the rows its data module reads.
+    """
+    import yaml
+
+    path = Path(recipe) if str(recipe).endswith(".yaml") else REPO / "recipes" / f"{recipe}.yaml"
+    return yaml.safe_load(path.read_text())["data"]["class_path"].rsplit(".", 1)[-1]
+
+
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lit_align.commands.fit import run_cli
-from tests.helpers import REPO
+from tests.helpers import REPO, recipe_data
 
 ALL_RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
 ROUNDS = [r for r in ALL_RECIPES if "fit" in yaml.safe_load(r.read_text())]  # lit-align iterate configs
@@ -134,18 +134,20 @@ def test_readme_stack_keeps_the_recipes_optimizer_and_schedule(stack, capsys):
     assert resolved["trainer"]["max_steps"] == alone["trainer"]["max_steps"] or "--trainer.max_steps" in stack
 
 
-def _six_rows(recipe: str) -> list[dict]:
+def _six_rows(recipe: Path) -> list[dict]:
     """Six rows of the shape the recipe's data module reads, as a user's own small file would hold."""
     questions = [(f"What is {i} + 1?", str(i + 1)) for i in range(6)]
-    if recipe == "prm":
+    data = recipe_data(recipe)
+    if data == "StepwiseDataModule":
         return [{"prompt": q, "completions": [f"{a}", f"{a}+0={a}"], "labels": [True, i % 2 == 0]}
                 for i, (q, a) in enumerate(questions)]  # fmt: skip
-    if recipe in ("sft", "rejection_sampling", "self_rewarding_sft", "chains_sft"):
+    if data == "SFTDataModule":
         return [{"prompt": q, "completion": f" {a}"} for q, a in questions]
-    if recipe == "kto":
+    if data == "BinaryDataModule":
         return [{"prompt": q, "completion": f" {a}", "label": i % 2 == 0} for i, (q, a) in enumerate(questions)]
-    if recipe in ("grpo", "online_dpo", "ppo", "grpo_prm"):
+    if data == "PromptDataModule":
         return [{"prompt": q, "answer": a} for q, a in questions]
+    assert data == "PairwiseDataModule", data
     return [{"prompt": q, "chosen": f" {a}", "rejected": f" {int(a) + 1}"} for q, a in questions]
 
 
@@ -154,14 +156,13 @@ def test_every_recipe_trains_and_validates_on_a_six_row_file(recipe, tmp_path):
     """Shipped intervals (validate every 20-500 steps) meet a 6-row file: validation moves to each epoch's end."""
     from tests.helpers import run_in_process, write_jsonl
 
-    path = write_jsonl(tmp_path / "six.jsonl", _six_rows(recipe.stem))
+    path = write_jsonl(tmp_path / "six.jsonl", _six_rows(recipe))
     extra = []
-    if recipe.stem == "ppo":  # its reward model (runs/rm) exists only after recipes/rm.yaml has run
-        extra = ["--model.init_args.rewards", '[{"function": "lit_align.rewards.arithmetic_answer"}]']
-    if recipe.stem in ("prm", "grpo_prm"):  # runs/chains_sft and runs/prm exist after their recipes have run
+    init = yaml.safe_load(recipe.read_text())["model"]["init_args"]
+    if init["policy"]["name_or_path"].startswith("runs/"):  # made by another recipe (chains_sft for prm, grpo_prm)
         extra = ["--model.init_args.policy.name_or_path", "lit-align/tiny-sft"]
-    if recipe.stem == "grpo_prm":
-        extra += ["--model.init_args.rewards", '[{"function": "lit_align.rewards.final_number"}]']
+    if any(str(r.get("kwargs", {}).get("path", "")).startswith("runs/") for r in init.get("rewards") or []):
+        extra += ["--model.init_args.rewards", '[{"function": "lit_align.rewards.final_number"}]']  # ppo's RM, a PRM
     run = run_in_process(
         "fit", "--config", str(recipe), "--data.init_args.source.path", str(path),
         "--data.init_args.source.val_size", "2", "--trainer.max_steps", "2", *extra,

@@ -17,11 +17,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from lit_align.commands.export import load_module
 from lit_align.embedded import SMOLLM2
 from lit_align.rollout import SamplingConfig, generate, stop_token_ids
-from tests.helpers import REPO, run_in_process, write_jsonl
+from tests.helpers import REPO, recipe_data, run_in_process, write_jsonl
 
 # Fit recipes only: the iterate configs (a top-level fit: section) run generate -> fit rounds, tested on the tiny model.
 RECIPES = sorted(p.stem for p in (REPO / "recipes").glob("*.yaml") if "fit" not in yaml.safe_load(p.read_text()))
-ONLINE = ("grpo", "online_dpo", "ppo")
 LENGTH_REWARD = '[{"function": "lit_align.rewards.length_penalty", "kwargs": {"max_chars": 1}}]'
 QUESTIONS = [(f"What is {i} + {i + 3}?", str(2 * i + 3)) for i in range(8)]
 
@@ -36,18 +35,26 @@ def _assistant(text):
 
 def _chat_rows(recipe: str) -> list[dict]:
     """Eight conversational rows of the shape the recipe's data module reads."""
-    if recipe in ("sft", "rejection_sampling", "self_rewarding_sft"):
+    data = recipe_data(recipe)
+    if data == "SFTDataModule":
         return [
             {"messages": _user(q) + _assistant(f"It is {a}.") + _user("Sure?") + _assistant("Yes.")}
             for q, a in QUESTIONS
         ]
-    if recipe == "kto":
+    if data == "BinaryDataModule":
         return [
             {"prompt": _user(q), "completion": _assistant(a if i % 2 else str(int(a) + 1)), "label": i % 2 == 1}
             for i, (q, a) in enumerate(QUESTIONS)
         ]
-    if recipe in ONLINE:
+    if data == "PromptDataModule":
         return [{"prompt": _user(q), "answer": a} for q, a in QUESTIONS]
+    if data == "StepwiseDataModule":  # a right first step, then a right or wrong second one
+        return [
+            {"prompt": _user(q), "completions": [f"{i}+{i + 3}={a}", f"{a}+0={a if i % 2 else int(a) + 1}"],
+             "labels": [True, i % 2 == 1]}
+            for i, (q, a) in enumerate(QUESTIONS)
+        ]  # fmt: skip
+    assert data == "PairwiseDataModule", data
     return [
         {"prompt": _user(q), "chosen": _assistant(a), "rejected": _assistant(str(int(a) + 1))} for q, a in QUESTIONS
     ]
@@ -56,7 +63,7 @@ def _chat_rows(recipe: str) -> list[dict]:
 def _small(recipe: str) -> list[str]:
     """Overrides that shrink a recipe's run to seconds on the 2-core CPU."""
     args = ["--data.init_args.batch_size", "2", "--data.init_args.eval_batch_size", "2"]
-    if recipe in ONLINE:
+    if recipe_data(recipe) == "PromptDataModule":
         args += [
             "--data.init_args.max_prompt_length", "96",
             "--model.init_args.completions_per_prompt", "2",
@@ -65,7 +72,7 @@ def _small(recipe: str) -> list[str]:
         # A signal on any answer (two samples of 8 tokens differ in length), so the first steps have something to
         # learn; the recipes' arithmetic rewards are 0 for both samples at 8 tokens. PPO's reward model comes from
         # recipes/rm.yaml, and its minibatch is 128 completions.
-        args += ["--model.init_args.rewards", LENGTH_REWARD]
+        args += ["--model.init_args.rewards", LENGTH_REWARD]  # also in place of grpo_prm's process reward model
         if recipe == "ppo":
             args += ["--model.init_args.mini_batch_size", "4"]
     else:

@@ -98,3 +98,21 @@ def test_the_end_of_turn_token_stops_generation_and_the_mask_ends_with_it(tmp_pa
     end = int(ends[0])
     assert mask[: end + 1].all() and not mask[end + 1 :].any()  # the end-of-turn token counts, padding does not
     assert torch.equal(ids[end + 1 :], torch.full_like(ids[end + 1 :], tok.pad_token_id))
+
+
+def test_step_ends_land_on_the_separator_and_match_the_written_solution(smollm2_tokenizer):
+    """Process reward labels sit on each step's last separator token; on SmolLM2's BPE that token is the newline
+    itself, and the steps tokenized one by one (training, ProcessRewardScorer) give the same ids as the solution
+    written out whole (what the policy generated), so the PRM reads the tokens the generator wrote."""
+    from lit_align.data.stepwise import prompt_ids, tokenize_steps
+
+    tok = smollm2_tokenizer
+    prompt, steps = _user("Solve 23 + 45 - 17, one step per line."), ["23+45=68", "68-17=51"]
+    ids, ends = tokenize_steps(tok, prompt, steps, "\n")
+    assert [tok.decode(ids[e]) for e in ends] == ["\n", "\n"]
+    start = len(prompt_ids(tok, prompt))
+    assert ids[start:] == tok("23+45=68\n68-17=51\n", add_special_tokens=False).input_ids
+    assert tok.decode(ids[start : ends[0] + 1]) == "23+45=68\n"
+    # A separator BPE merges with its neighbours is where the two would part: " ки" after a word, Math-Shepherd's tag.
+    ids, ends = tokenize_steps(tok, prompt, ["Step 1: add", "Step 2: subtract"], " ки")
+    assert tok.decode(ids[start : ends[0] + 1]) == "Step 1: add ки"
