@@ -25,7 +25,9 @@ from lit_align.objectives.optim import configure_optimizers, manual_step, role_d
 from lit_align.ops.advantages import adaptive_kl_coef, gae, group_advantages, whiten
 from lit_align.ops.kl import kl_shaped_rewards
 from lit_align.ops.logprobs import masked_mean
+from lit_align.ops.step_rewards import StepRewards
 from lit_align.rewards.combine import OnRewardError, RewardSet, RewardSpec
+from lit_align.rewards.prm import dense_step_rewards, process_reward_index
 from lit_align.roles.models import ModelSpec, load_policy
 from lit_align.roles.reference import Reference, ReferenceKind, ReferenceSpec, WithReference
 from lit_align.roles.scoring import without_autograd
@@ -60,6 +62,7 @@ class PPO(WithReference, LightningModule):
         rollout: RolloutSpec = RolloutSpec(),  # noqa: B008
         reference: ReferenceSpec | ReferenceKind = "auto",
         center_scores: bool = False,
+        prm_rewards: StepRewards = "sequence",
         kl_coef: NonNegativeFloat = 0.05,
         target_kl: PositiveFloat | None = None,
         kl_horizon: PositiveInt = 10_000,
@@ -98,6 +101,11 @@ class PPO(WithReference, LightningModule):
             center_scores: Subtract from each score the mean score of its prompt's completions before the KL shaping
                 (a Bradley-Terry reward is only defined up to a per-prompt constant); needs
                 ``completions_per_prompt`` > 1.
+            prm_rewards: With a :class:`~lit_align.rewards.prm.ProcessRewardScorer` among ``rewards``: ``sequence``
+                puts its aggregated score on the last token, as any reward; ``steps`` puts each step's score on the
+                token that ends the step (Math-Shepherd's step-by-step PPO; more steps collect more), ``deltas``
+                each step's change of score (the return telescopes to the last step's score); see
+                :mod:`lit_align.ops.step_rewards`.
             kl_coef: Weight of the per-token KL penalty folded into the rewards (initial value when adaptive).
             target_kl: Adapt ``kl_coef`` toward this KL per completion; None keeps it fixed.
             kl_horizon: Horizon of the adaptive controller, in completions.
@@ -146,6 +154,7 @@ class PPO(WithReference, LightningModule):
         self.sampler: Sampler | None = None  # built in configure_model, so a bad reward is a one-line error
         self.value_backbone: torch.nn.Module | None = None
         self.value_head: ValueHead | None = None
+        self.prm_index: int | None = None  # which reward gives per-step rewards (prm_rewards steps / deltas)
         self.kl_coef = kl_coef
 
     def configure_model(self) -> None:
@@ -159,6 +168,8 @@ class PPO(WithReference, LightningModule):
         self.sampler = Sampler.for_policy(
             self.policy, self.policy_spec, rewards, self.hparams.no_signal_patience, self.rollout_spec
         )
+        if self.hparams.prm_rewards != "sequence":
+            self.prm_index = process_reward_index(rewards, "model.init_args.prm_rewards")
         if self.value_spec is not None:
             self.value_backbone = load_policy(self.value_spec, device=device)
         critic = self.value_backbone or self.policy
@@ -185,7 +196,7 @@ class PPO(WithReference, LightningModule):
             )
         with timed(timings, "timing/scoring"):
             scores = self.sampler.score(samples, training=True)
-            score = scores.total.to(self.device)  # (N,)
+            score, dense = self._step_rewards(samples, scores)  # (N,), (N, R) or None
             known = ~score.isnan()  # unknown scores are left out of the update
             if hp.center_scores:
                 score = group_advantages(score, hp.completions_per_prompt, "none")  # score - its prompt's mean
@@ -197,6 +208,8 @@ class PPO(WithReference, LightningModule):
                 ref_logps = completion_logps(ref, rollout, temperature=self.sampling.temperature).token_logps.clone()
             mask = rollout.completion_mask
             token_rewards, kl = kl_shaped_rewards(score, old_logps, ref_logps, mask, kl_coef=self.kl_coef)
+            if dense is not None:
+                token_rewards = token_rewards + dense.to(token_rewards) * mask
             advantages, returns = gae(token_rewards, old_values, mask, gamma=hp.gamma, lam=hp.gae_lambda)
             if hp.whiten_advantages:
                 advantages = whiten(advantages, mask)
@@ -218,6 +231,27 @@ class PPO(WithReference, LightningModule):
         log_rollout(self, "train", rollout, scores, hp.completions_per_prompt, stats)
         if hp.log_samples_every_n_steps and batch_idx % hp.log_samples_every_n_steps == 0:
             write_samples(self, samples.batch["prompts"], samples.completions, scores, hp.num_samples_to_log)
+
+    def _step_rewards(self, samples: Any, scores: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The score for the last token and, with ``prm_rewards`` steps / deltas, the PRM's share on step ends.
+
+        Returns ``(score, dense)``: the total score without the PRM's weighted aggregate, and that PRM's weighted
+        step rewards, shape (N, R). A batch the PRM scored one completion at a time (after an error) keeps it
+        whole on the last token. Shapes: (N,), (N, R) or None.
+        """
+        score = scores.total.to(self.device)
+        if self.prm_index is None:
+            return score, None
+        rewards, i = self.sampler.rewards, self.prm_index
+        rollout = samples.rollout
+        ids = [t[m].tolist() for t, m in zip(rollout.completion_ids, rollout.completion_mask, strict=True)]
+        shape = tuple(rollout.completion_ids.shape)
+        dense = dense_step_rewards(rewards.functions[i], self.sampler.tokenizer, samples.completions, ids, shape,
+                                   self.hparams.prm_rewards)  # fmt: skip
+        if dense is None:
+            return score, None
+        aggregate = scores.per_reward[rewards.names[i]].to(self.device).nan_to_num(0.0)
+        return score - rewards.weights[i] * aggregate, rewards.weights[i] * dense
 
     def _update(self, rollout: Rollout, old_logps, old_values, advantages, returns) -> dict[str, torch.Tensor]:  # noqa: ANN001
         hp = self.hparams

@@ -26,6 +26,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForTokenClas
 from lit_align.data.stepwise import tokenize_steps
 from lit_align.data.validation import Messages
 from lit_align.errors import ConfigError
+from lit_align.ops.step_rewards import step_token_rewards
 from lit_align.rewards.judges import text_of
 from lit_align.roles.models import load_pretrained
 from lit_align.roles.paths import resolve_model_path
@@ -96,10 +97,24 @@ class ProcessRewardScorer:
         self.token_ids = [self.tokenizer(t, add_special_tokens=False).input_ids[0] for t in tokens] if tokens else []
         self.aggregate, self.separator = aggregate, step_separator
         self.batch_size, self.device = batch_size, device
+        self.last_step_scores: list[list[float]] = []
 
     def steps_of(self, completion: str | Messages) -> list[str]:
         """The non-empty steps of a completion's text."""
         return [s for s in text_of(completion).split(self.separator) if s.strip()]
+
+    def step_end_chars(self, completion: str | Messages) -> list[int]:
+        """Where each step of :meth:`steps_of` ends in the completion's text.
+
+        The offset just past the step's separator (past the step itself for a last step without one).
+        """
+        text, ends, start = text_of(completion), [], 0
+        for part in text.split(self.separator):
+            start += len(part)
+            if part.strip():
+                ends.append(min(start + len(self.separator), len(text)))
+            start += len(self.separator)
+        return ends
 
     @torch.no_grad()
     def step_scores(self, prompts: list[str | Messages], completions: list[str | Messages]) -> list[list[float]]:
@@ -123,5 +138,70 @@ class ProcessRewardScorer:
     def __call__(
         self, prompts: list[str | Messages], completions: list[str | Messages], **_: Any
     ) -> list[float | None]:
-        """Each completion's aggregated step score; None for a completion with no step (counted as a failure)."""
-        return [aggregate_steps(s, self.aggregate) if s else None for s in self.step_scores(prompts, completions)]
+        """Each completion's aggregated step score; None for a completion with no step (counted as a failure).
+
+        The step scores of the last call stay in ``last_step_scores``, for PPO's per-step rewards.
+        """
+        self.last_step_scores = self.step_scores(prompts, completions)
+        return [aggregate_steps(s, self.aggregate) if s else None for s in self.last_step_scores]
+
+
+def step_end_tokens(tokenizer: Any, ids: list[int], char_ends: list[int]) -> list[int]:
+    """Index of the token in ``ids`` whose decoding reaches each character offset of ``char_ends``.
+
+    ``ids`` are the sampled completion tokens and the offsets are in their decoded text (special tokens skipped);
+    each offset's token is found by bisection on the length of decoded prefixes, so tokens that hold several
+    characters, or a step end inside one, map to the token that completes it. Offsets past the text map to the
+    last token.
+    """
+
+    def reached(t: int) -> int:
+        return len(tokenizer.decode(ids[: t + 1], skip_special_tokens=True))
+
+    tokens = []
+    for end in char_ends:
+        low, high = 0, len(ids) - 1
+        while low < high:
+            middle = (low + high) // 2
+            if reached(middle) >= end:
+                high = middle
+            else:
+                low = middle + 1
+        tokens.append(low)
+    return tokens
+
+
+def dense_step_rewards(
+    scorer: ProcessRewardScorer,
+    tokenizer: Any,
+    completions: list[str | Messages],
+    completion_ids: list[list[int]],
+    shape: tuple[int, int],
+    mode: Literal["steps", "deltas"],
+) -> torch.Tensor | None:
+    """The scorer's last step scores of ``completions`` on their step-end tokens (:func:`step_token_rewards`).
+
+    ``completion_ids`` are each completion's sampled tokens (decoded by ``tokenizer``, the policy's); returns None
+    when the scorer's last call did not score exactly these completions (it raised and was retried one by one).
+    Shape: (N, R)
+    """
+    if len(scorer.last_step_scores) != len(completions):
+        return None
+    tokens = [step_end_tokens(tokenizer, ids, scorer.step_end_chars(c)) if ids else []
+              for c, ids in zip(completions, completion_ids, strict=True)]  # fmt: skip
+    steps = [s if len(s) == len(t) else [] for s, t in zip(scorer.last_step_scores, tokens, strict=True)]
+    return step_token_rewards(steps, [t if s else [] for s, t in zip(steps, tokens, strict=True)], shape, mode)
+
+
+def process_reward_index(rewards: Any, key: str) -> int:
+    """Position of the one :class:`ProcessRewardScorer` in a :class:`~lit_align.rewards.combine.RewardSet`.
+
+    Raises:
+        ConfigError: there is none, or more than one.
+
+    """
+    found = [i for i, fn in enumerate(rewards.functions) if isinstance(fn, ProcessRewardScorer)]
+    if len(found) != 1:
+        raise ConfigError(key, f"per-step rewards need exactly one lit_align.rewards.prm.ProcessRewardScorer among "
+                               f"the rewards, found {len(found)} (rewards: {rewards.names})")  # fmt: skip
+    return found[0]

@@ -105,3 +105,56 @@ def test_reward_tokens_must_be_single_distinct_tokens():
         ProcessRewardModel(score_head="value")
     with pytest.raises(ConfigError, match=r"model.init_args.sft_weight.*reward_tokens"):
         ProcessRewardModel(score_head="classifier", sft_weight=1.0)
+
+
+@pytest.mark.parametrize("mode", ["steps", "deltas"])
+def test_ppo_puts_each_steps_prm_score_on_the_token_that_ends_it(tmp_path, monkeypatch, mode):
+    """PPO with ``prm_rewards`` steps / deltas: the token rewards (KL off) are the PRM's weighted step scores (or their
+    changes) on each step's last token, and nothing else; the aggregate no longer sits on the last token."""
+    import lit_align.objectives.ppo as ppo_module
+    from lit_align.data import PromptDataModule
+    from lit_align.objectives import PPO
+    from lit_align.rewards import RewardSpec
+    from lit_align.rollout import SamplingConfig
+
+    _, _, folder = _trained(tmp_path, "reward_tokens")
+    seen = {}
+    for name in ("gae", "dense_step_rewards"):
+        original = getattr(ppo_module, name)
+
+        def spy(*args, _name=name, _original=original, **kwargs):
+            seen[_name] = args
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(ppo_module, name, spy)
+    # Steps end at "1" here: the tiny model's hot samples are random characters, with many a "1" and few newlines.
+    kwargs = {"path": str(folder), "step_separator": "1"}
+    prm = RewardSpec("lit_align.rewards.prm.ProcessRewardScorer", kwargs=kwargs, weight=2.0)
+    hot = SamplingConfig(max_new_tokens=24, temperature=3.0)
+    module = PPO(policy=ModelSpec(name_or_path=TINY), rewards=[prm], prm_rewards=mode, kl_coef=0.0, sampling=hot,
+                 completions_per_prompt=4, ppo_epochs=1)  # fmt: skip
+    data = PromptDataModule(source=DataSource(path="lit-align/chains", num_rows=4, num_val_rows=2), batch_size=2)
+    torch.manual_seed(0)
+    Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0,
+            enable_model_summary=False, default_root_dir=tmp_path).fit(module, data)  # fmt: skip
+    rewards = seen["gae"][0]  # (N, R)
+    _, tokenizer, completions, ids, _, _ = seen["dense_step_rewards"]
+    step_scores = module.sampler.rewards.functions[0].last_step_scores
+    assert max(len(s) for s in step_scores) >= 2
+    for i, scores in enumerate(step_scores):
+        placed = rewards[i].nonzero().flatten().tolist()
+        assert len(placed) == len(scores)  # one reward per step, none elsewhere (not the aggregate on the last token)
+        for t in placed[:-1]:
+            assert tokenizer.decode(ids[i][: t + 1]).endswith("1")
+        expected = [b - a for a, b in zip([0.0, *scores], scores, strict=False)] if mode == "deltas" else scores
+        assert rewards[i, placed].tolist() == pytest.approx([2.0 * v for v in expected], abs=1e-5)
+
+
+def test_ppo_per_step_rewards_need_one_process_reward_model():
+    from lit_align.objectives import PPO
+    from lit_align.rewards import RewardSpec
+
+    module = PPO(policy=ModelSpec(name_or_path=TINY), rewards=[RewardSpec("lit_align.rewards.final_number")],
+                 prm_rewards="deltas")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"model.init_args.prm_rewards.*exactly one .*ProcessRewardScorer.*found 0"):
+        module.configure_model()
