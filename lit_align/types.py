@@ -109,6 +109,8 @@ class StepwiseBatch(TypedDict):
             labels); ``IGNORE_INDEX`` everywhere else. Shape: (B, T)
         labels: Token ids of the steps before the first wrong one (label < 0.5), ``IGNORE_INDEX`` elsewhere; not
             yet shifted (an optional language-modelling term on right steps). Shape: (B, T)
+        step_token_mask: True on the tokens of the steps themselves; False on the prompt, on each separator's last
+            token (where the step labels sit) and on padding. Shape: (B, T)
         index: Position of each row in its split. Shape: (B,)
 
     """
@@ -117,6 +119,7 @@ class StepwiseBatch(TypedDict):
     attention_mask: torch.Tensor
     step_labels: torch.Tensor
     labels: torch.Tensor
+    step_token_mask: torch.Tensor
     index: torch.Tensor
 
 

@@ -169,6 +169,7 @@ def encode_stepwise(hp: Any, tokenizer: Any, origin: str, row: dict[str, Any], i
                         field=hp.labels_field)  # fmt: skip
     values = [step_label(v, origin, index, hp.labels_field, k) for k, v in enumerate(labels)]
     ids, ends = tokenize_steps(tokenizer, prompt, steps, hp.step_separator)
+    every_end = [end for end in ends if end < hp.max_length]  # all steps', also under supervise: outcome
     start = len(prompt_ids(tokenizer, prompt))  # the first completion token
     right = next((k for k, v in enumerate(values) if v < 0.5), len(values))  # steps before the first wrong one
     stop = ends[right - 1] + 1 if right else start
@@ -184,8 +185,18 @@ def encode_stepwise(hp: Any, tokenizer: Any, origin: str, row: dict[str, Any], i
         "positions": [ends[k] for k in kept],
         "step_labels": [values[k] for k in kept],
         "labels": lm_labels[: hp.max_length],
+        "completion_start": min(start, hp.max_length),
+        "step_ends": every_end,
         "truncated": len(ids) > hp.max_length,
     }
+
+
+def _step_tokens(row: dict[str, Any]) -> list[int]:
+    """1 on the row's step tokens, 0 on its prompt and on each separator's last token."""
+    mask = [0] * row["completion_start"] + [1] * (len(row["input_ids"]) - row["completion_start"])
+    for end in row["step_ends"]:
+        mask[end] = 0
+    return mask
 
 
 def collate_stepwise(features: list[dict[str, Any]], pad_token_id: int) -> StepwiseBatch:
@@ -204,5 +215,6 @@ def collate_stepwise(features: list[dict[str, Any]], pad_token_id: int) -> Stepw
         attention_mask=pad([[1] * len(x) for x in input_ids], 0),
         step_labels=labels,
         labels=pad([f["labels"] for f in features], IGNORE_INDEX),
+        step_token_mask=pad([_step_tokens(f) for f in features], 0).bool(),
         index=torch.tensor([f["index"] for f in features]),
     )

@@ -26,3 +26,26 @@ def step_classification_loss(step_logits: torch.Tensor, step_labels: torch.Tenso
     """
     labelled = step_labels != IGNORE_INDEX  # (B, T)
     return F.binary_cross_entropy_with_logits(step_logits[labelled].float(), step_labels[labelled].float())
+
+
+def likelihood_step_logits(
+    token_logps: torch.Tensor, counted: torch.Tensor, scale: float, offset: float
+) -> torch.Tensor:
+    """Step logits from the model's own likelihood: ``scale * min(0, lowest log-prob so far) + offset``.
+
+    At every position t: the lowest log-probability the model gives any counted token s <= t of the solution (its
+    steps, not their separators), so a step scores low from the first token the model finds unlikely on, as a step
+    is wrong from the first error on; the scale and offset turn it into a logit (P(right so far) = sigmoid).
+
+    Args:
+        token_logps: Log-prob of token t given the tokens before it (any value where not counted). Shape: (B, T)
+        counted: Bool, True on the solution tokens that count. Shape: (B, T)
+        scale: Logit per nat of the lowest log-prob (> 0).
+        offset: The logit of a solution whose every token had probability 1.
+
+    Returns:
+        The logits. Shape: (B, T)
+
+    """
+    lowest = token_logps.masked_fill(~counted, 0.0).cummin(dim=-1).values.clamp(max=0.0)
+    return scale * lowest + offset

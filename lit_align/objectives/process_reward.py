@@ -8,19 +8,19 @@ import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from lit_align.domains import NonNegativeFloat, NonNegativeInt, check_args
+from lit_align.domains import NonNegativeFloat, NonNegativeInt, PositiveFloat, check_args
 from lit_align.errors import ConfigError
 from lit_align.losses.process_reward import step_classification_loss
 from lit_align.metrics import log_metrics, process_reward_metrics
 from lit_align.objectives.optim import configure_optimizers, role_device
 from lit_align.ops.logprobs import masked_mean, shift_labels
-from lit_align.rewards.prm import REWARD_TOKENS_KEY
+from lit_align.rewards.prm import LIKELIHOOD_KEY, REWARD_TOKENS_KEY
 from lit_align.roles.models import ModelSpec, load_policy
-from lit_align.roles.scoring import selected_logits
+from lit_align.roles.scoring import likelihood_logits, selected_logits
 from lit_align.roles.tokenizer import load_tokenizer
 from lit_align.types import StepwiseBatch
 
-ScoreHead = Literal["reward_tokens", "classifier"]
+ScoreHead = Literal["reward_tokens", "classifier", "likelihood"]
 
 
 class ProcessRewardModel(LightningModule):
@@ -35,6 +35,13 @@ class ProcessRewardModel(LightningModule):
       (``prm_reward_tokens``).
     - ``classifier``: a new scalar head on every token (``AutoModelForTokenClassification``, one label), as TRL's
       ``PRMTrainer`` trains; the saved model is a token classifier.
+    - ``likelihood``: no head at all: the step score is ``likelihood_scale`` times the lowest log-probability the
+      model gives any token of the solution so far (separators excluded), plus ``likelihood_offset``
+      (:func:`~lit_align.losses.process_reward.likelihood_step_logits`). A model that computes the steps already
+      gives a wrong result a probability near 0, so training starts from a working checker and sharpens it:
+      lower likelihood for wrong steps, higher for right ones. It cannot flag an error the model itself finds
+      likely (train it on labelled samples of the generator to teach it those). The saved model is the causal LM
+      with the scale and offset in its config (``prm_likelihood``).
 
     The loss is :func:`~lit_align.losses.process_reward.step_classification_loss` (hard or soft labels). Logs
     ``{stage}/loss``, ``step_accuracy``, ``first_error_accuracy``, ``solution_accuracy``, ``scores/right`` and
@@ -48,6 +55,8 @@ class ProcessRewardModel(LightningModule):
         reward_tokens: tuple[str, str] = ("+", "-"),
         expand_layers: NonNegativeInt = 0,
         sft_weight: NonNegativeFloat = 0.0,
+        likelihood_scale: PositiveFloat = 0.5,
+        likelihood_offset: float = 2.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -63,13 +72,19 @@ class ProcessRewardModel(LightningModule):
             sft_weight: ``reward_tokens`` head: weight of a language-modelling loss (mean token NLL) on the right
                 steps that open each solution (the batch's ``labels``), so the model keeps computing the steps it
                 judges (as ``RewardModel``'s ``sft_weight``); logged as ``nll``. 0 disables it.
+            likelihood_scale: ``likelihood`` head: logit per nat of the lowest token log-prob.
+            likelihood_offset: ``likelihood`` head: the logit of a solution whose every token had probability 1;
+                with the defaults a step whose least likely token has probability p scores
+                sigmoid(2 + 0.5 ln p): 0.88 at p = 1, 0.5 at p = e^-4 (0.018).
             optimizer: Optimizer class and arguments.
             lr_scheduler: Optional scheduler, stepped after every optimizer step.
 
         """
         check_args(ProcessRewardModel.__init__, locals(), "ProcessRewardModel")
-        if score_head not in ("reward_tokens", "classifier"):
-            raise ConfigError("model.init_args.score_head", f"must be reward_tokens or classifier, got {score_head!r}")
+        if score_head not in ("reward_tokens", "classifier", "likelihood"):
+            raise ConfigError(
+                "model.init_args.score_head", f"must be reward_tokens, classifier or likelihood, got {score_head!r}"
+            )
         if sft_weight and score_head != "reward_tokens":
             raise ConfigError(
                 "model.init_args.sft_weight", "needs score_head: reward_tokens (the classifier has no LM head)"
@@ -92,12 +107,27 @@ class ProcessRewardModel(LightningModule):
         self.policy = load_policy(
             self.policy_spec, device=role_device(self), head=self.head, expand_layers=self.hparams.expand_layers
         )
+        base = getattr(self.policy, "get_base_model", lambda: self.policy)()
         if self.token_ids:
-            base = getattr(self.policy, "get_base_model", lambda: self.policy)()
             setattr(base.config, REWARD_TOKENS_KEY, list(self.hparams.reward_tokens))
+        if self.hparams.score_head == "likelihood":
+            setattr(base.config, LIKELIHOOD_KEY, {"scale": self.hparams.likelihood_scale,
+                                                  "offset": self.hparams.likelihood_offset})  # fmt: skip
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The step score (a logit) at every position. Shapes: (B, T) -> (B, T)."""
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, counted: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The step score (a logit) at every position. Shapes: (B, T) -> (B, T).
+
+        ``counted`` (bool, (B, T)): the solution tokens whose likelihood counts, needed by the ``likelihood`` head
+        (the batch's ``step_token_mask``); the other heads ignore it.
+        """
+        if self.hparams.score_head == "likelihood":
+            if counted is None:
+                raise ValueError("the likelihood head needs `counted`: the solution tokens, separators excluded")
+            hp = self.hparams
+            return likelihood_logits(self.policy, input_ids, attention_mask, counted, hp.likelihood_scale,
+                                     hp.likelihood_offset)  # fmt: skip
         if self.token_ids:
             pair, _ = selected_logits(self.policy, input_ids, attention_mask, self.token_ids)  # (B, T, 2)
             return pair[..., 0] - pair[..., 1]
@@ -112,7 +142,7 @@ class ProcessRewardModel(LightningModule):
             logits = (pair[..., 0] - pair[..., 1]).float()  # (B, T)
             nll = -masked_mean(logps, mask)
         else:
-            logits = self(batch["input_ids"], batch["attention_mask"]).float()  # (B, T)
+            logits = self(batch["input_ids"], batch["attention_mask"], batch["step_token_mask"]).float()  # (B, T)
         loss = step_classification_loss(logits, batch["step_labels"])
         metrics = {"loss": loss, **process_reward_metrics(logits, batch["step_labels"])}
         if nll is not None:

@@ -23,19 +23,21 @@ from typing import Any, Literal
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForTokenClassification
 
-from lit_align.data.stepwise import tokenize_steps
+from lit_align.data.stepwise import prompt_ids, tokenize_steps
 from lit_align.data.validation import Messages
 from lit_align.errors import ConfigError
 from lit_align.ops.step_rewards import step_token_rewards
 from lit_align.rewards.judges import text_of
 from lit_align.roles.models import load_pretrained
 from lit_align.roles.paths import resolve_model_path
-from lit_align.roles.scoring import selected_logits
+from lit_align.roles.scoring import likelihood_logits, selected_logits
 from lit_align.roles.tokenizer import load_tokenizer
 
 Aggregate = Literal["min", "last", "prod", "mean"]
 REWARD_TOKENS_KEY = "prm_reward_tokens"
 """Config attribute in which ``ProcessRewardModel`` records the reward tokens of a saved ``reward_tokens`` PRM."""
+LIKELIHOOD_KEY = "prm_likelihood"
+"""Config attribute holding a saved ``likelihood`` PRM's ``{"scale": ..., "offset": ...}``."""
 
 
 def is_process_reward_model(path: str) -> bool:
@@ -44,8 +46,10 @@ def is_process_reward_model(path: str) -> bool:
     if not config.is_file():
         return False
     saved = json.loads(config.read_text())
-    return REWARD_TOKENS_KEY in saved or any(
-        a.endswith("ForTokenClassification") for a in saved.get("architectures", [])
+    return (
+        REWARD_TOKENS_KEY in saved
+        or LIKELIHOOD_KEY in saved
+        or any(a.endswith("ForTokenClassification") for a in saved.get("architectures", []))
     )
 
 
@@ -92,7 +96,8 @@ class ProcessRewardScorer:
         self.tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code, key="process reward model path")
         config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
         tokens = getattr(config, REWARD_TOKENS_KEY, None)
-        auto = AutoModelForCausalLM if tokens else AutoModelForTokenClassification
+        self.likelihood: dict[str, float] | None = getattr(config, LIKELIHOOD_KEY, None)
+        auto = AutoModelForCausalLM if tokens or self.likelihood else AutoModelForTokenClassification
         self.model = load_pretrained(auto, location, trust_remote_code=trust_remote_code).to(device).eval()
         self.token_ids = [self.tokenizer(t, add_special_tokens=False).input_ids[0] for t in tokens] if tokens else []
         self.aggregate, self.separator = aggregate, step_separator
@@ -126,7 +131,15 @@ class ProcessRewardScorer:
                        for p, c in zip(prompts[part], completions[part], strict=True)]  # fmt: skip
             batch = self.tokenizer.pad({"input_ids": [ids for ids, _ in encoded]}, return_tensors="pt",
                                        padding_side="right").to(self.device)  # fmt: skip
-            if self.token_ids:
+            if self.likelihood:
+                starts = [len(prompt_ids(self.tokenizer, p)) for p in prompts[part]]
+                counted = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
+                for i, ((ids, ends), first) in enumerate(zip(encoded, starts, strict=True)):
+                    counted[i, first : len(ids)] = True
+                    counted[i, ends] = False
+                logits = likelihood_logits(self.model, batch["input_ids"], batch["attention_mask"], counted,
+                                           self.likelihood["scale"], self.likelihood["offset"])  # fmt: skip
+            elif self.token_ids:
                 pair, _ = selected_logits(self.model, batch["input_ids"], batch["attention_mask"], self.token_ids)
                 logits = pair[..., 0] - pair[..., 1]  # (B, T)
             else:

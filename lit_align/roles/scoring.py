@@ -186,7 +186,7 @@ def selected_logits(
         logits = model(**kwargs).logits
         logps = None if targets is None else token_logps(logits, targets.masked_fill(~mask, 0)) * mask
         return logits[..., token_ids], logps
-    rows = torch.tensor(token_ids, device=input_ids.device)
+    rows = torch.tensor(token_ids, device=input_ids.device, dtype=torch.long)  # may be empty (likelihood head)
     sink: dict = {}
 
     def forward(hidden: torch.Tensor) -> torch.Tensor:  # (B, T, H) -> (B, T, K)
@@ -430,3 +430,39 @@ def shared_prompt_token_scores(
         **{_cache_argument(model): cache},
         **kwargs,
     )
+
+
+def likelihood_logits(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    counted: torch.Tensor,
+    scale: float,
+    offset: float,
+) -> torch.Tensor:
+    """Step logits read from a causal LM's own likelihood of the solution (a ``likelihood`` PRM), in one forward.
+
+    The log-prob of every counted token (computed at the position before it, chunked through
+    :func:`selected_logits`: no (B, T, V) tensor), then
+    :func:`~lit_align.losses.process_reward.likelihood_step_logits`.
+
+    Args:
+        model: A Hugging Face causal LM.
+        input_ids: Token ids. Shape: (B, T)
+        attention_mask: 1 for real tokens. Shape: (B, T)
+        counted: Bool, True on the solution tokens whose likelihood counts. Shape: (B, T)
+        scale: Logit per nat of the lowest log-prob.
+        offset: Logit of a solution of probability 1.
+
+    Returns:
+        The step logit at every position. Shape: (B, T)
+
+    """
+    from lit_align.losses.process_reward import likelihood_step_logits
+
+    targets = input_ids.roll(-1, dims=1)  # position t predicts token t + 1
+    mask = counted.roll(-1, dims=1)
+    mask[:, -1] = False
+    _, logps = selected_logits(model, input_ids, attention_mask, [], targets, mask)
+    token = torch.nn.functional.pad(logps[:, :-1], (1, 0))  # token[:, t] = log p(token t | tokens before t)
+    return likelihood_step_logits(token, counted, scale, offset)

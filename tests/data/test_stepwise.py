@@ -91,3 +91,12 @@ def test_bad_rows_name_their_row_and_field(tmp_path, row, message):
     good = {"prompt": "p", "completions": ["a"], "labels": [1]}
     with pytest.raises(DataError, match=r"row 2: " + message):
         _module(tmp_path, [good, row]).setup("fit")
+
+
+@pytest.mark.parametrize("supervise", ["steps", "outcome"])
+def test_step_token_mask_marks_the_steps_not_the_prompt_separators_or_padding(tmp_path, tiny_tokenizer, supervise):
+    rows = [{"prompt": PROMPT, "completions": ["23+45=68", "68-17=51"], "labels": [True, True]},
+            {"prompt": PROMPT, "completions": ["23+45=69"], "labels": [False]}]  # fmt: skip
+    batch = _batch(_module(tmp_path, rows, supervise=supervise))
+    for i, text in enumerate(["23+45=6868-17=51", "23+45=69"]):
+        assert tiny_tokenizer.decode(batch["input_ids"][i][batch["step_token_mask"][i]]) == text

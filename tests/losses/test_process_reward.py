@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lit_align.losses.process_reward import step_classification_loss
+from lit_align.losses.process_reward import likelihood_step_logits, step_classification_loss
 from lit_align.types import IGNORE_INDEX
 
 X = IGNORE_INDEX
@@ -25,3 +25,13 @@ def test_soft_labels_by_hand():
     labels = torch.tensor([[float(X), 0.25]])
     expected = -(0.25 * math.log(0.75) + 0.75 * math.log(0.25))
     assert step_classification_loss(logits, labels).item() == pytest.approx(expected)
+
+
+def test_likelihood_logits_are_the_running_lowest_log_prob_scaled_and_offset():
+    # Positions: prompt, step token, step token, separator, step token, separator (not counted: prompt, separators).
+    logps = torch.tensor([[-9.0, -0.5, -0.1, -8.0, -3.0, -7.0]])
+    counted = torch.tensor([[False, True, True, False, True, False]])
+    # Running lowest counted log-prob: 0 (nothing yet), -0.5, -0.5, -0.5 (the separator is skipped), -3, -3.
+    expected = torch.tensor([[0.0, -0.5, -0.5, -0.5, -3.0, -3.0]]) * 0.5 + 2.0
+    torch.testing.assert_close(likelihood_step_logits(logps, counted, 0.5, 2.0), expected)
+    assert likelihood_step_logits(torch.tensor([[0.2]]), torch.tensor([[True]]), 1.0, 0.0).item() == 0.0  # <= 0

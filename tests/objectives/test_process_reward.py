@@ -7,7 +7,7 @@ import torch
 from lightning import Trainer
 
 from lit_align.data import DataSource, StepwiseDataModule
-from lit_align.data.stepwise import tokenize_steps
+from lit_align.data.stepwise import prompt_ids, tokenize_steps
 from lit_align.errors import ConfigError
 from lit_align.losses.process_reward import step_classification_loss
 from lit_align.objectives import ProcessRewardModel
@@ -68,18 +68,22 @@ def test_the_language_modelling_term_is_the_mean_nll_of_the_right_steps():
     assert loss.item() == pytest.approx(bce.item() + 0.5 * nll.item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("score_head", ["reward_tokens", "classifier"])
+@pytest.mark.parametrize("score_head", ["reward_tokens", "classifier", "likelihood"])
 def test_export_scores_each_step_as_the_trained_module_does(tmp_path, score_head):
     module, data, folder = _trained(tmp_path, score_head)
     assert ("prm_reward_tokens" in (folder / "config.json").read_text()) == (score_head == "reward_tokens")
+    assert ("prm_likelihood" in (folder / "config.json").read_text()) == (score_head == "likelihood")
     scorer = build_scorer(str(folder), kwargs={"aggregate": "min"}).functions[0]
     assert isinstance(scorer, ProcessRewardScorer)
     steps = ["23+45=68", "68-17=51"]
     got = scorer.step_scores([PROMPT], [[{"role": "assistant", "content": "\n".join(steps)}]])[0]
     ids, ends = tokenize_steps(data.tokenizer, PROMPT, steps, "\n")
+    counted = torch.zeros(1, len(ids), dtype=torch.bool)
+    counted[0, len(prompt_ids(data.tokenizer, PROMPT)) :] = True
+    counted[0, ends] = False
     module.eval()
     with torch.no_grad():
-        expected = module(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0, ends].sigmoid()
+        expected = module(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), counted)[0, ends].sigmoid()
     assert got == pytest.approx(expected.tolist(), abs=1e-5) and len(got) == 2
     assert scorer([PROMPT], [[{"role": "assistant", "content": "\n".join(steps)}]]) == [pytest.approx(min(got))]
     assert scorer([PROMPT], [[{"role": "assistant", "content": "\n"}]]) == [None]  # no step: unscored
@@ -158,3 +162,24 @@ def test_ppo_per_step_rewards_need_one_process_reward_model():
                  prm_rewards="deltas")  # fmt: skip
     with pytest.raises(ConfigError, match=r"model.init_args.prm_rewards.*exactly one .*ProcessRewardScorer.*found 0"):
         module.configure_model()
+
+
+def test_likelihood_head_reads_the_lowest_step_token_probability_of_the_full_logits(tmp_path):
+    module = ProcessRewardModel(policy=ModelSpec(name_or_path=TINY), score_head="likelihood", likelihood_scale=0.7,
+                                likelihood_offset=1.5)  # fmt: skip
+    module.configure_model()
+    data = StepwiseDataModule(source=DataSource(path="lit-align/chains", num_rows=8, num_val_rows=4), batch_size=4)
+    data.setup("fit")
+    batch = next(iter(data.splits.loader("train", shuffle=False)))
+    with torch.no_grad():
+        scores = module(batch["input_ids"], batch["attention_mask"], batch["step_token_mask"])
+        logps = torch.log_softmax(module.policy(input_ids=batch["input_ids"]).logits.float(), -1)
+    for i in range(len(scores)):
+        ends = (batch["step_labels"][i] != IGNORE_INDEX).nonzero().flatten().tolist()
+        counted = batch["step_token_mask"][i].nonzero().flatten().tolist()
+        for end in ends:
+            lowest = min(logps[i, t - 1, batch["input_ids"][i, t]].item() for t in counted if t < end)
+            assert scores[i, end].item() == pytest.approx(0.7 * min(lowest, 0.0) + 1.5, abs=1e-4)
+    loss = module.training_step(batch, 0)  # trains through the log-probs
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.policy.parameters())
