@@ -162,6 +162,10 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", message=".*'set_vital' is deprecated")  # torchdata's stateful loader
     warnings.filterwarnings("ignore", message="Found .* module.* in eval mode")  # the frozen reference, on purpose
     warnings.filterwarnings("ignore", message=".*JsonargparseDeprecationWarning|.*instantiate_classes.*deprecated")
+    # Every step-interval checkpoint of a manually optimised objective (GRPO, PPO, online DPO) printed a 20-line code
+    # sample: the state saved is the one after the step, which is what exact resume needs (the step count and the
+    # optimizer state match it).
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
 
 
 def _dispatch(args: list[str], argv: list[str] | None) -> None:

@@ -261,3 +261,19 @@ def test_print_config_shows_the_logger_the_run_uses():
     printed = run_in_process("fit", "--config", str(REPO / "recipes/dpo.yaml"), "--print_config")
     assert printed.code == 0
     assert "  logger:\n    class_path: lit_align.runtime.loggers.RunLog\n" in printed.stdout
+
+
+def test_the_cli_silences_lightnings_manual_optimization_checkpoint_sample():
+    """GRPO / PPO / online DPO checkpoints every N steps made Lightning print a 20-line code sample each time."""
+    import warnings
+
+    from lightning.pytorch.utilities import rank_zero_warn
+
+    from lit_align.commands import quiet
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet()
+        rank_zero_warn("Using ModelCheckpoint with manual optimization and every_n_train_steps, but no ...")
+        rank_zero_warn("a warning that stays")
+    assert [str(w.message) for w in seen] == ["a warning that stays"]
