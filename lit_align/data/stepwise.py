@@ -191,12 +191,16 @@ def encode_stepwise(hp: Any, tokenizer: Any, origin: str, row: dict[str, Any], i
     }
 
 
-def _step_tokens(row: dict[str, Any]) -> list[int]:
-    """1 on the row's step tokens, 0 on its prompt and on each separator's last token."""
-    mask = [0] * row["completion_start"] + [1] * (len(row["input_ids"]) - row["completion_start"])
-    for end in row["step_ends"]:
-        mask[end] = 0
-    return mask
+def step_token_flags(length: int, start: int, ends: list[int]) -> list[int]:
+    """1 on a row's step tokens, 0 on its prompt (before ``start``) and on each step end.
+
+    A step end is its separator's last token. The ``likelihood`` PRM reads the model's likelihood of the 1s, in
+    training and in scoring alike.
+    """
+    flags = [0] * start + [1] * (length - start)
+    for end in ends:
+        flags[end] = 0
+    return flags
 
 
 def collate_stepwise(features: list[dict[str, Any]], pad_token_id: int) -> StepwiseBatch:
@@ -215,6 +219,8 @@ def collate_stepwise(features: list[dict[str, Any]], pad_token_id: int) -> Stepw
         attention_mask=pad([[1] * len(x) for x in input_ids], 0),
         step_labels=labels,
         labels=pad([f["labels"] for f in features], IGNORE_INDEX),
-        step_token_mask=pad([_step_tokens(f) for f in features], 0).bool(),
+        step_token_mask=pad(
+            [step_token_flags(len(f["input_ids"]), f["completion_start"], f["step_ends"]) for f in features], 0
+        ).bool(),  # fmt: skip
         index=torch.tensor([f["index"] for f in features]),
     )

@@ -86,9 +86,7 @@ class ProcessRewardModel(LightningModule):
                 "model.init_args.score_head", f"must be reward_tokens, classifier or likelihood, got {score_head!r}"
             )
         if sft_weight and score_head != "reward_tokens":
-            raise ConfigError(
-                "model.init_args.sft_weight", "needs score_head: reward_tokens (the classifier has no LM head)"
-            )
+            raise ConfigError("model.init_args.sft_weight", f"needs score_head: reward_tokens, not {score_head}")
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler

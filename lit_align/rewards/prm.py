@@ -23,7 +23,8 @@ from typing import Any, Literal
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForTokenClassification
 
-from lit_align.data.stepwise import prompt_ids, tokenize_steps
+from lit_align.data.collate import pad
+from lit_align.data.stepwise import prompt_ids, step_token_flags, tokenize_steps
 from lit_align.data.validation import Messages
 from lit_align.errors import ConfigError
 from lit_align.ops.step_rewards import step_token_rewards
@@ -132,11 +133,9 @@ class ProcessRewardScorer:
             batch = self.tokenizer.pad({"input_ids": [ids for ids, _ in encoded]}, return_tensors="pt",
                                        padding_side="right").to(self.device)  # fmt: skip
             if self.likelihood:
-                starts = [len(prompt_ids(self.tokenizer, p)) for p in prompts[part]]
-                counted = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
-                for i, ((ids, ends), first) in enumerate(zip(encoded, starts, strict=True)):
-                    counted[i, first : len(ids)] = True
-                    counted[i, ends] = False
+                flags = [step_token_flags(len(ids), len(prompt_ids(self.tokenizer, p)), ends)
+                         for p, (ids, ends) in zip(prompts[part], encoded, strict=True)]  # fmt: skip
+                counted = pad(flags, 0).bool().to(self.device)
                 logits = likelihood_logits(self.model, batch["input_ids"], batch["attention_mask"], counted,
                                            self.likelihood["scale"], self.likelihood["offset"])  # fmt: skip
             elif self.token_ids:
@@ -202,8 +201,8 @@ def dense_step_rewards(
         return None
     tokens = [step_end_tokens(tokenizer, ids, scorer.step_end_chars(c)) if ids else []
               for c, ids in zip(completions, completion_ids, strict=True)]  # fmt: skip
-    steps = [s if len(s) == len(t) else [] for s, t in zip(scorer.last_step_scores, tokens, strict=True)]
-    return step_token_rewards(steps, [t if s else [] for s, t in zip(steps, tokens, strict=True)], shape, mode)
+    pairs = [(s, t) if len(s) == len(t) else ([], []) for s, t in zip(scorer.last_step_scores, tokens, strict=True)]
+    return step_token_rewards([s for s, _ in pairs], [t for _, t in pairs], shape, mode)
 
 
 def process_reward_index(rewards: Any, key: str) -> int:

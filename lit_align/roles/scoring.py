@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import torch
 from torch.distributed.fsdp import FSDPModule
 
+from lit_align.losses.process_reward import likelihood_step_logits
 from lit_align.ops.logprobs import linear_token_logps, shift_labels, token_logps
 from lit_align.types import IGNORE_INDEX
 
@@ -458,8 +459,6 @@ def likelihood_logits(
         The step logit at every position. Shape: (B, T)
 
     """
-    from lit_align.losses.process_reward import likelihood_step_logits
-
     targets = input_ids.roll(-1, dims=1)  # position t predicts token t + 1
     mask = counted.roll(-1, dims=1)
     mask[:, -1] = False

@@ -183,3 +183,27 @@ def test_likelihood_head_reads_the_lowest_step_token_probability_of_the_full_log
     loss = module.training_step(batch, 0)  # trains through the log-probs
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.policy.parameters())
+
+
+def test_likelihood_scorer_reads_the_solution_not_the_prompt(tmp_path):
+    """The scorer's likelihood PRM counts the solution's tokens only: on the model's own greedy answer (likely) after
+    a prompt it cannot predict (unlikely), its score is that of the answer, as the module reads it."""
+    module, data, folder = _trained(tmp_path, "likelihood")
+    scorer = build_scorer(str(folder)).functions[0]
+    prompt = [{"role": "user", "content": "What is 2 + 3? ~#@ qz"}]
+    ids = data.tokenizer(data.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True),
+                         add_special_tokens=False, return_tensors="pt").input_ids  # fmt: skip
+    module.eval()
+    with torch.no_grad():
+        out = module.policy.generate(ids, max_new_tokens=3, do_sample=False, pad_token_id=data.tokenizer.pad_token_id)
+    answer = data.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+    got = scorer.step_scores([prompt], [answer])[0]
+    ids, ends = tokenize_steps(data.tokenizer, prompt, [answer], "\n")
+    counted = torch.zeros(1, len(ids), dtype=torch.bool)
+    counted[0, len(prompt_ids(data.tokenizer, prompt)) :] = True
+    counted[0, ends] = False
+    with torch.no_grad():
+        expected = module(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), counted)[0, ends].sigmoid()
+        everything = module(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), counted | True)
+    assert got == pytest.approx(expected.tolist(), abs=1e-5)
+    assert everything[0, ends].sigmoid().item() < expected[0].item() - 0.05  # the prompt would have lowered it

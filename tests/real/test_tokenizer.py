@@ -116,3 +116,18 @@ def test_step_ends_land_on_the_separator_and_match_the_written_solution(smollm2_
     # A separator BPE merges with its neighbours is where the two would part: " ки" after a word, Math-Shepherd's tag.
     ids, ends = tokenize_steps(tok, prompt, ["Step 1: add", "Step 2: subtract"], " ки")
     assert tok.decode(ids[start : ends[0] + 1]) == "Step 1: add ки"
+
+
+def test_per_step_ppo_rewards_land_on_the_tokens_that_end_each_step(smollm2_tokenizer):
+    """PPO's ``prm_rewards`` maps each step's end (a character offset) to a sampled token: on SmolLM2's BPE, whose
+    tokens hold several characters, the token that completes the step and its newline."""
+    from lit_align.rewards.prm import ProcessRewardScorer, step_end_tokens
+
+    tok = smollm2_tokenizer
+    scorer = ProcessRewardScorer.__new__(ProcessRewardScorer)
+    scorer.separator = "\n"
+    text = "First, 23 + 45 = 68.\nThen 68 - 17 = 51.\nSo the answer is 51."
+    ids = tok(text, add_special_tokens=False).input_ids + [tok.eos_token_id]
+    ends = step_end_tokens(tok, ids, scorer.step_end_chars(text))
+    prefixes = [tok.decode(ids[: t + 1], skip_special_tokens=True) for t in ends]
+    assert prefixes == ["First, 23 + 45 = 68.\n", "First, 23 + 45 = 68.\nThen 68 - 17 = 51.\n", text]
