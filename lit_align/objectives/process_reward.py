@@ -10,15 +10,15 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lit_align.domains import NonNegativeFloat, NonNegativeInt, PositiveFloat, check_args
 from lit_align.errors import ConfigError
-from lit_align.losses.process_reward import step_classification_loss
+from lit_align.losses.process_reward import likelihood_step_logits, step_classification_loss
 from lit_align.metrics import log_metrics, process_reward_metrics
 from lit_align.objectives.optim import configure_optimizers, role_device
 from lit_align.ops.logprobs import masked_mean, shift_labels
 from lit_align.rewards.prm import LIKELIHOOD_KEY, REWARD_TOKENS_KEY
 from lit_align.roles.models import ModelSpec, load_policy
-from lit_align.roles.scoring import likelihood_logits, selected_logits
+from lit_align.roles.scoring import likelihood_logits, position_logps, selected_logits
 from lit_align.roles.tokenizer import load_tokenizer
-from lit_align.types import StepwiseBatch
+from lit_align.types import IGNORE_INDEX, StepwiseBatch
 
 ScoreHead = Literal["reward_tokens", "classifier", "likelihood"]
 
@@ -69,9 +69,10 @@ class ProcessRewardModel(LightningModule):
                 each must be one token of the tokenizer.
             expand_layers: New identity-initialised decoder blocks stacked on the backbone (as ``RewardModel``'s):
                 more depth to compare a step's written result with the one the model computes; kept on export.
-            sft_weight: ``reward_tokens`` head: weight of a language-modelling loss (mean token NLL) on the right
-                steps that open each solution (the batch's ``labels``), so the model keeps computing the steps it
-                judges (as ``RewardModel``'s ``sft_weight``); logged as ``nll``. 0 disables it.
+            sft_weight: ``reward_tokens`` and ``likelihood`` heads: weight of a language-modelling loss (mean token
+                NLL) on the right steps that open each solution (the batch's ``labels``), so the model keeps
+                computing, and with the ``likelihood`` head learns to compute better, the steps it judges (as
+                ``RewardModel``'s ``sft_weight``); logged as ``nll``. 0 disables it.
             likelihood_scale: ``likelihood`` head: logit per nat of the lowest token log-prob.
             likelihood_offset: ``likelihood`` head: the logit of a solution whose every token had probability 1;
                 with the defaults a step whose least likely token has probability p scores
@@ -85,8 +86,8 @@ class ProcessRewardModel(LightningModule):
             raise ConfigError(
                 "model.init_args.score_head", f"must be reward_tokens, classifier or likelihood, got {score_head!r}"
             )
-        if sft_weight and score_head != "reward_tokens":
-            raise ConfigError("model.init_args.sft_weight", f"needs score_head: reward_tokens, not {score_head}")
+        if sft_weight and score_head == "classifier":
+            raise ConfigError("model.init_args.sft_weight", "needs a language-model head (reward_tokens or likelihood)")
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.policy_spec, self.optimizer, self.lr_scheduler = policy, optimizer, lr_scheduler
@@ -132,8 +133,13 @@ class ProcessRewardModel(LightningModule):
         return self.policy(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits.squeeze(-1)
 
     def _shared_step(self, batch: StepwiseBatch, stage: str) -> torch.Tensor:
-        nll = None
-        if self.hparams.sft_weight:  # one forward: the two reward logits everywhere, the LM log-probs of right steps
+        hp, nll = self.hparams, None
+        if hp.sft_weight and hp.score_head == "likelihood":  # one forward: counted tokens and right steps' tokens
+            counted, right = batch["step_token_mask"], batch["labels"] != IGNORE_INDEX
+            token = position_logps(self.policy, batch["input_ids"], batch["attention_mask"], counted | right)
+            logits = likelihood_step_logits(token, counted, hp.likelihood_scale, hp.likelihood_offset)
+            nll = -masked_mean(token, right)
+        elif hp.sft_weight:  # one forward: the two reward logits everywhere, the LM log-probs of right steps
             targets, mask = shift_labels(batch["labels"])
             pair, logps = selected_logits(self.policy, batch["input_ids"], batch["attention_mask"], self.token_ids,
                                           targets, mask)  # fmt: skip

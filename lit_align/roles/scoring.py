@@ -433,6 +433,31 @@ def shared_prompt_token_scores(
     )
 
 
+def position_logps(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, wanted: torch.Tensor
+) -> torch.Tensor:
+    """The log-probability a causal LM gives each wanted token given the tokens before it, in one forward.
+
+    Computed at the position before each token, chunked through :func:`selected_logits` (no (B, T, V) tensor);
+    gradients flow when the caller enables them.
+
+    Args:
+        model: A Hugging Face causal LM.
+        input_ids: Token ids. Shape: (B, T)
+        attention_mask: 1 for real tokens. Shape: (B, T)
+        wanted: Bool, True on the tokens whose log-prob is wanted (the first token has none: 0). Shape: (B, T)
+
+    Returns:
+        ``logps[:, t] = log p(token t | tokens before t)`` where wanted, 0 elsewhere. Shape: (B, T)
+
+    """
+    targets = input_ids.roll(-1, dims=1)  # position t predicts token t + 1
+    mask = wanted.roll(-1, dims=1)
+    mask[:, -1] = False
+    _, logps = selected_logits(model, input_ids, attention_mask, [], targets, mask)
+    return torch.nn.functional.pad(logps[:, :-1], (1, 0))
+
+
 def likelihood_logits(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
@@ -443,8 +468,7 @@ def likelihood_logits(
 ) -> torch.Tensor:
     """Step logits read from a causal LM's own likelihood of the solution (a ``likelihood`` PRM), in one forward.
 
-    The log-prob of every counted token (computed at the position before it, chunked through
-    :func:`selected_logits`: no (B, T, V) tensor), then
+    The log-prob of every counted token (:func:`position_logps`), then
     :func:`~lit_align.losses.process_reward.likelihood_step_logits`.
 
     Args:
@@ -459,9 +483,5 @@ def likelihood_logits(
         The step logit at every position. Shape: (B, T)
 
     """
-    targets = input_ids.roll(-1, dims=1)  # position t predicts token t + 1
-    mask = counted.roll(-1, dims=1)
-    mask[:, -1] = False
-    _, logps = selected_logits(model, input_ids, attention_mask, [], targets, mask)
-    token = torch.nn.functional.pad(logps[:, :-1], (1, 0))  # token[:, t] = log p(token t | tokens before t)
+    token = position_logps(model, input_ids, attention_mask, counted)
     return likelihood_step_logits(token, counted, scale, offset)

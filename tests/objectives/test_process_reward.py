@@ -68,6 +68,38 @@ def test_the_language_modelling_term_is_the_mean_nll_of_the_right_steps():
     assert loss.item() == pytest.approx(bce.item() + 0.5 * nll.item(), rel=1e-5)
 
 
+def test_likelihood_head_with_a_language_modelling_term_by_hand():
+    """Step logit = 0.5 * (lowest log-prob of a step token so far) + 2, read at step ends; plus 0.25 x the right
+    steps' mean NLL, every term recomputed here from the full log-softmax, one row and token at a time."""
+    module = ProcessRewardModel(policy=ModelSpec(name_or_path=TINY), score_head="likelihood", sft_weight=0.25)
+    module.configure_model()
+    data = StepwiseDataModule(source=DataSource(path="lit-align/chains", num_rows=8, num_val_rows=4), batch_size=8)
+    data.setup("fit")
+    batch = next(iter(data.splits.loader("train", shuffle=False)))
+    logged = {}
+    module.log_dict = lambda metrics, **_: logged.update(metrics)
+    loss = module._shared_step(batch, "train")
+    with torch.no_grad():
+        logps = torch.log_softmax(module.policy(input_ids=batch["input_ids"]).logits.float(), -1)
+    ids, counted, labels, steps = batch["input_ids"], batch["step_token_mask"], batch["labels"], batch["step_labels"]
+    bce, ends, nlls = 0.0, 0, []
+    for b in range(len(ids)):
+        lowest = 0.0
+        for t in range(1, ids.shape[1]):
+            logp = logps[b, t - 1, ids[b, t]].item()
+            if counted[b, t]:
+                lowest = min(lowest, logp)
+            if labels[b, t] != IGNORE_INDEX:
+                nlls.append(-logp)
+            if steps[b, t] != IGNORE_INDEX:
+                p = 1 / (1 + math.exp(-(0.5 * lowest + 2.0)))
+                y = float(steps[b, t])
+                bce, ends = bce - (y * math.log(p) + (1 - y) * math.log(1 - p)), ends + 1
+    nll = sum(nlls) / len(nlls)
+    assert logged["train/nll"].item() == pytest.approx(nll, rel=1e-4)
+    assert loss.item() == pytest.approx(bce / ends + 0.25 * nll, rel=1e-4)
+
+
 @pytest.mark.parametrize("score_head", ["reward_tokens", "classifier", "likelihood"])
 def test_export_scores_each_step_as_the_trained_module_does(tmp_path, score_head):
     module, data, folder = _trained(tmp_path, score_head)
@@ -107,7 +139,7 @@ def test_reward_tokens_must_be_single_distinct_tokens():
         ProcessRewardModel(policy=ModelSpec(name_or_path=TINY), reward_tokens=("+", "+")).configure_model()
     with pytest.raises(ConfigError, match=r"model.init_args.score_head"):
         ProcessRewardModel(score_head="value")
-    with pytest.raises(ConfigError, match=r"model.init_args.sft_weight.*reward_tokens"):
+    with pytest.raises(ConfigError, match=r"model.init_args.sft_weight.*language-model head"):
         ProcessRewardModel(score_head="classifier", sft_weight=1.0)
 
 
