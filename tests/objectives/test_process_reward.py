@@ -48,15 +48,20 @@ def test_reward_token_scores_are_the_two_logits_difference_and_the_loss_is_read_
     assert step_classification_loss(scores, batch["step_labels"]).item() == pytest.approx(by_hand.item())
 
 
-def test_the_language_modelling_term_is_the_mean_nll_of_the_right_steps():
-    module = ProcessRewardModel(policy=ModelSpec(name_or_path=TINY), sft_weight=0.5)
+def _one_training_step(module):
+    """One training-step loss on the first 8 embedded step-labelled chains, and what it logged."""
     module.configure_model()
     data = StepwiseDataModule(source=DataSource(path="lit-align/chains", num_rows=8, num_val_rows=4), batch_size=8)
     data.setup("fit")
     batch = next(iter(data.splits.loader("train", shuffle=False)))
     logged = {}
     module.log_dict = lambda metrics, **_: logged.update(metrics)
-    loss = module._shared_step(batch, "train")
+    return data, batch, module._shared_step(batch, "train"), logged
+
+
+def test_the_language_modelling_term_is_the_mean_nll_of_the_right_steps():
+    module = ProcessRewardModel(policy=ModelSpec(name_or_path=TINY), sft_weight=0.5)
+    data, batch, loss, logged = _one_training_step(module)
     logits = module.policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     logps = torch.log_softmax(logits[:, :-1].float(), -1)  # position t predicts token t + 1
     targets = batch["labels"][:, 1:]
@@ -72,13 +77,7 @@ def test_likelihood_head_with_a_language_modelling_term_by_hand():
     """Step logit = 0.5 * (lowest log-prob of a step token so far) + 2, read at step ends; plus 0.25 x the right
     steps' mean NLL, every term recomputed here from the full log-softmax, one row and token at a time."""
     module = ProcessRewardModel(policy=ModelSpec(name_or_path=TINY), score_head="likelihood", sft_weight=0.25)
-    module.configure_model()
-    data = StepwiseDataModule(source=DataSource(path="lit-align/chains", num_rows=8, num_val_rows=4), batch_size=8)
-    data.setup("fit")
-    batch = next(iter(data.splits.loader("train", shuffle=False)))
-    logged = {}
-    module.log_dict = lambda metrics, **_: logged.update(metrics)
-    loss = module._shared_step(batch, "train")
+    data, batch, loss, logged = _one_training_step(module)
     with torch.no_grad():
         logps = torch.log_softmax(module.policy(input_ids=batch["input_ids"]).logits.float(), -1)
     ids, counted, labels, steps = batch["input_ids"], batch["step_token_mask"], batch["labels"], batch["step_labels"]
