@@ -64,7 +64,8 @@ class ProcessRewardModel(LightningModule):
 
         Args:
             policy: The backbone to train and how (full, LoRA, QLoRA).
-            score_head: ``reward_tokens`` (two tokens of the LM head) or ``classifier`` (a new per-token head).
+            score_head: ``reward_tokens`` (two tokens of the LM head), ``classifier`` (a new per-token head) or
+                ``likelihood`` (the model's own likelihood of the steps; no new weights).
             reward_tokens: ``reward_tokens`` head: the token meaning "right so far" and the one meaning "wrong";
                 each must be one token of the tokenizer.
             expand_layers: New identity-initialised decoder blocks stacked on the backbone (as ``RewardModel``'s):
